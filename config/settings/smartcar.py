@@ -1,0 +1,62 @@
+"""Smartcar settings: credentials, origins, timeouts, and the local emulator fallback.
+
+Origins are origins only (scheme, host, optional port); the client appends the paths. With DEBUG on
+and no SMARTCAR_CLIENT_ID, the built-in emulator (mounted at /_smartcar/) stands in for Smartcar so
+that `make run` works on a fresh machine. Production never gets the emulator.
+"""
+
+from config.env import env
+
+_DEBUG = env.bool("DEBUG", default=False)
+_LOCAL_ORIGIN = env.str("LOCAL_ORIGIN", default="http://127.0.0.1:8000").rstrip("/")
+
+SMARTCAR_CLIENT_ID = env.str("SMARTCAR_CLIENT_ID", default="")
+SMARTCAR_EMULATOR = _DEBUG and env.bool("SMARTCAR_EMULATOR", default=not SMARTCAR_CLIENT_ID)
+SMARTCAR_EMULATOR_PATH = "_smartcar"
+_EMULATOR_ORIGIN = f"{_LOCAL_ORIGIN}/{SMARTCAR_EMULATOR_PATH}"
+
+if SMARTCAR_EMULATOR and not SMARTCAR_CLIENT_ID:
+    # Public, made-up credentials that only the emulator accepts.
+    SMARTCAR_CLIENT_ID = "emulator-client-id"
+    SMARTCAR_CLIENT_SECRET = env.str("SMARTCAR_CLIENT_SECRET", default="emulator-client-secret")
+else:
+    SMARTCAR_CLIENT_SECRET = env.str("SMARTCAR_CLIENT_SECRET", default="")
+
+
+def _origin(name: str, real: str) -> str:
+    return env.str(name, default=_EMULATOR_ORIGIN if SMARTCAR_EMULATOR else real).rstrip("/")
+
+
+SMARTCAR_BASE_URL = _origin("SMARTCAR_BASE_URL", "https://api.smartcar.com")
+SMARTCAR_AUTH_URL = _origin("SMARTCAR_AUTH_URL", "https://auth.smartcar.com")
+SMARTCAR_CONNECT_URL = _origin("SMARTCAR_CONNECT_URL", "https://connect.smartcar.com")
+SMARTCAR_V3_BASE_URL = _origin("SMARTCAR_V3_BASE_URL", "https://vehicle.api.smartcar.com")
+
+SMARTCAR_REDIRECT_URI = env.str(
+    "SMARTCAR_REDIRECT_URI",
+    default=f"{_LOCAL_ORIGIN}{'/' + env.str('API_PREFIX', default='/api/v1').strip('/')}"
+    "/smartcar/redirect"
+    if _DEBUG
+    else "",
+)
+
+# "test" is Smartcar's old name for simulated vehicles; we accept it and send "simulated".
+_MODE = env.str("SMARTCAR_MODE", default="simulated" if SMARTCAR_EMULATOR else "live").lower()
+SMARTCAR_MODE = {"test": "simulated"}.get(_MODE, _MODE)
+
+SMARTCAR_SCOPES = env.str(
+    "SMARTCAR_SCOPES",
+    default="read_vehicle_info read_vin read_battery read_charge read_location read_odometer",
+).split()
+
+SMARTCAR_CONNECT_TIMEOUT = env.float("SMARTCAR_CONNECT_TIMEOUT", default=5.0)
+SMARTCAR_READ_TIMEOUT = env.float("SMARTCAR_READ_TIMEOUT", default=30.0)
+SMARTCAR_UNIT_SYSTEM = env.str("SMARTCAR_UNIT_SYSTEM", default="metric")
+
+SMARTCAR_SIMPLE_OAUTH_REDIRECT = env.bool("SMARTCAR_SIMPLE_OAUTH_REDIRECT", default=True)
+
+# How long a Connect attempt (and its `state`) stays usable: Smartcar's codes live 10 minutes.
+SMARTCAR_CONNECT_TTL_SECONDS = env.int("SMARTCAR_CONNECT_TTL_SECONDS", default=600)
+
+SMARTCAR_MANAGEMENT_TOKEN = env.str("SMARTCAR_MANAGEMENT_TOKEN", default="")
+SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS = env.str("SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS", default="")
