@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SmartcarEmulatorConfig(AppConfig):
+    name = "smartcar_emulator"
+    verbose_name = "Smartcar emulator (development and tests only)"
