@@ -50,3 +50,11 @@ class UpstreamError(ApplicationError):
     code = "smartcar_error"
     message = "Smartcar could not complete the request. Please try again later."
     http_status = HTTPStatus.BAD_GATEWAY
+
+
+class ReconnectRequiredError(ApplicationError):
+    """The Smartcar grant cannot be used any more; the person must run Connect again."""
+
+    code = "reconnect_required"
+    message = "This vehicle's Smartcar connection must be renewed. Connect the vehicle again."
+    http_status = HTTPStatus.CONFLICT

@@ -6,12 +6,14 @@ one transaction, so there is never a vehicle without its token row or half a re-
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import ReconnectRequiredError
 from smartcar_client.types import TokenSet
 from vehicles.models import SmartcarAccount, Vehicle
 
@@ -35,7 +37,7 @@ class LinkResult:
 @transaction.atomic
 def account_link(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     smartcar_user_id: str,
     tokens: TokenSet,
     scopes: Sequence[str],
@@ -88,7 +90,7 @@ def account_link(
 
 
 def _vehicle_link(
-    *, owner: AbstractBaseUser, account: SmartcarAccount, info: LinkedVehicleInfo, now: object
+    *, owner: User, account: SmartcarAccount, info: LinkedVehicleInfo, now: datetime
 ) -> tuple[Vehicle, bool]:
     live = (
         Vehicle.objects.select_for_update()
@@ -124,7 +126,7 @@ def _vehicle_link(
     return vehicle, moved
 
 
-def _ensure_primary(*, owner: AbstractBaseUser, candidates: Sequence[Vehicle]) -> None:
+def _ensure_primary(*, owner: User, candidates: Sequence[Vehicle]) -> None:
     if not candidates:
         return
     has_primary = (
@@ -138,3 +140,42 @@ def _ensure_primary(*, owner: AbstractBaseUser, candidates: Sequence[Vehicle]) -
         first = candidates[0]
         first.is_primary = True
         first.save(update_fields=["is_primary", "updated_at"])
+
+
+@dataclass(frozen=True)
+class AccountTokens:
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+
+def account_mark_needs_reauth(*, account: SmartcarAccount, reason: str) -> None:
+    """Flag the account and its live vehicles: the person must run Connect again.
+
+    Written with update() so that an account whose token row cannot be decrypted is never
+    saved back (the field refuses to write an unreadable value).
+    """
+    now = timezone.now()
+    SmartcarAccount.objects.filter(pk=account.pk).update(
+        status=SmartcarAccount.Status.NEEDS_REAUTH, last_error=reason[:200], updated_at=now
+    )
+    Vehicle.objects.filter(account_id=account.pk, status=Vehicle.Status.ACTIVE).update(
+        status=Vehicle.Status.NEEDS_REAUTH, updated_at=now
+    )
+    account.status = SmartcarAccount.Status.NEEDS_REAUTH
+    account.last_error = reason[:200]
+
+
+def account_tokens(*, account: SmartcarAccount) -> AccountTokens:
+    """The account's token pair, for a Smartcar call.
+
+    Raises ReconnectRequiredError when the account is not active or its tokens cannot be
+    decrypted (a retired key, a damaged row); the latter also marks it needs_reauth.
+    """
+    if account.status != SmartcarAccount.Status.ACTIVE:
+        raise ReconnectRequiredError()
+    access, refresh = account.access_token, account.refresh_token
+    # Anything but two non-empty strings (UNREADABLE, None) means the pair cannot be used.
+    if not (isinstance(access, str) and isinstance(refresh, str) and access and refresh):
+        account_mark_needs_reauth(account=account, reason="tokens_unreadable")
+        raise ReconnectRequiredError()
+    return AccountTokens(access_token=access, refresh_token=refresh)

@@ -72,3 +72,14 @@ def test_token_search_finds_nothing(staff_browser, account):
     response = staff_browser.get("/admin/vehicles/smartcaraccount/", {"q": ACCESS})
 
     assert "0 results" in response.content.decode()
+
+
+def test_admin_renders_an_account_whose_tokens_cannot_be_decrypted(staff_browser, account):
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE vehicles_smartcaraccount SET access_token = %s", [b"garbage"])
+
+    for page in (
+        "/admin/vehicles/smartcaraccount/",
+        f"/admin/vehicles/smartcaraccount/{account.pk}/change/",
+    ):
+        assert staff_browser.get(page).status_code == HTTPStatus.OK
