@@ -7,7 +7,7 @@ differently, `unauthenticated_body_order`.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -17,6 +17,8 @@ from django.views.decorators.cache import never_cache
 from rest_framework import exceptions
 from rest_framework.decorators import api_view
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -76,7 +78,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = {"error": "forbidden", "message": "You may not do this."}
         return Response(body, status=HTTPStatus.FORBIDDEN)
     if isinstance(exc, exceptions.Throttled):
-        headers = {"Retry-After": str(int(exc.wait))} if exc.wait else {}
+        wait = getattr(exc, "wait", None)
+        headers = {"Retry-After": str(int(wait))} if wait else {}
         body = {"error": "rate_limited", "message": "Too many requests. Try again later."}
         return Response(body, status=HTTPStatus.TOO_MANY_REQUESTS, headers=headers)
     if isinstance(exc, exceptions.APIException):
@@ -97,19 +100,20 @@ class FirstRendererNegotiation(BaseContentNegotiation):
     """Ignore Accept: for browser-facing views that build their own HTML or redirect responses,
     so a browser asking only for text/html never gets a 406."""
 
-    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
-        return parsers[0] if parsers else None
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
 
     def select_renderer(
-        self, request: Request, renderers: list[Any], format_suffix: str | None = None
-    ) -> tuple[Any, str]:
-        return renderers[0], renderers[0].media_type
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 def browser_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """A GET view for the browser or Smartcar: no JWT, not cached, any Accept header."""
     view.content_negotiation_class = FirstRendererNegotiation  # type: ignore[attr-defined]
     wrapped = api_view(["GET"])(never_cache(view))
-    wrapped.cls.authentication_classes = []  # type: ignore[attr-defined]
-    wrapped.cls.permission_classes = []  # type: ignore[attr-defined]
+    wrapped.cls.authentication_classes = []
+    wrapped.cls.permission_classes = []
     return wrapped

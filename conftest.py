@@ -1,0 +1,41 @@
+"""Cross-app fixtures: users, JWT-authenticated API clients, and a mocked Smartcar."""
+
+import pytest
+import responses
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from core.jwt_tokens import issue_jwt
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create(username="user-a", email="a@example.com")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create(username="user-b", email="b@example.com")
+
+
+def bearer_client(username: str, email: str | None = None) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_jwt(username, email=email)}")
+    return client
+
+
+@pytest.fixture
+def api_client(user) -> APIClient:
+    return bearer_client(user.username, user.email)
+
+
+@pytest.fixture
+def other_api_client(other_user) -> APIClient:
+    return bearer_client(other_user.username, other_user.email)
+
+
+@pytest.fixture
+def smartcar_api():
+    """Every HTTP call to Smartcar goes through this mock; unmocked calls fail the test."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock

@@ -1,0 +1,95 @@
+"""Start-up configuration: one clear line for a missing setting, a clean `check --deploy`."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRODUCTION_ENV = {
+    "DEBUG": "false",
+    "SECRET_KEY": "prod-like-secret-key-6bd1f0e2a9c84d7fb3e5a1c0d2f4e6a8b9c7d5e3f1a2b4c6",
+    "TOKEN_ENCRYPTION_KEYS": "prod-like-token-key-4c2e8a6b0d9f7e5c3a1b2d4f6e8a0c9b",
+    "JWT_SECRET": "prod-like-jwt-secret-9e7c5a3b1d2f4e6a8c0b9d7f5e3a1c2b",
+    "SMARTCAR_CLIENT_ID": "client-id",
+    "SMARTCAR_CLIENT_SECRET": "client-secret",
+    "SMARTCAR_REDIRECT_URI": "https://api.example.com/api/v1/smartcar/redirect",
+    "ALLOWED_HOSTS": "api.example.com",
+}
+
+
+def manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "SECRET_KEY",
+        "TOKEN_ENCRYPTION_KEYS",
+        "JWT_SECRET",
+        "SMARTCAR_CLIENT_ID",
+        "SMARTCAR_CLIENT_SECRET",
+        "SMARTCAR_REDIRECT_URI",
+    ],
+)
+def test_missing_setting_stops_startup_with_one_line(missing, tmp_path):
+    env = {key: value for key, value in PRODUCTION_ENV.items() if key != missing}
+
+    result = manage("check", env=env, tmp_path=tmp_path)
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert missing in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_production_like_environment_passes_check_deploy(tmp_path):
+    result = manage(
+        "check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV, tmp_path=tmp_path
+    )
+
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "check_id"),
+    [
+        (
+            {"SMARTCAR_REDIRECT_URI": "http://api.example.com/api/v1/smartcar/redirect"},
+            "oauth_smartcar.E001",
+        ),
+        ({"FRONTEND_URL": "http://spa.example.com"}, "oauth_smartcar.E003"),
+        ({"TOKEN_ENCRYPTION_KEYS": "short"}, "vehicles.E"),
+        ({"TOKEN_ENCRYPTION_KEYS": PRODUCTION_ENV["SECRET_KEY"]}, "vehicles.E"),
+        ({"JWT_SECRET": "too-short"}, "core.E"),
+    ],
+)
+def test_unsafe_production_values_fail_checks(override, check_id, tmp_path):
+    result = manage("check", env={**PRODUCTION_ENV, **override}, tmp_path=tmp_path)
+
+    assert result.returncode != 0
+    assert check_id in result.stderr + result.stdout
+
+
+def test_debug_run_needs_no_configuration(tmp_path):
+    result = manage("check", env={"DEBUG": "true"}, tmp_path=tmp_path)
+
+    assert result.returncode == 0, result.stderr
