@@ -539,3 +539,39 @@ def test_vehicle_moves_to_the_user_who_links_it_last(
     assert new.id != old.id
     latest = ConnectAttempt.objects.filter(user=other_user).get()
     assert latest.vehicles_moved_from_other_user == 1
+
+
+# --- no open redirect ----------------------------------------------------------------------------
+
+OPEN_REDIRECT_VECTORS = [
+    "//evil.com",
+    "/\\evil.com",
+    "http:/\\/evil.com",
+    "\x08//evil.com",
+    "javascript:alert(1)",
+    "http://good.example\\@evil.com",
+    "https://evil.com",
+]
+
+
+@pytest.mark.parametrize("target", OPEN_REDIRECT_VECTORS)
+def test_no_input_changes_where_the_browser_goes(target, api_client, smartcar_api, settings):
+    settings.SMARTCAR_APP_HANDOFF_URL = "https://spa.example/return"
+    sc.link_ok(smartcar_api)
+    browser, state = begin(api_client)
+    hostile = {name: target for name in ("next", "return_to", "redirect_uri", "redirect", "url")}
+
+    response = browser.get(REDIRECT, {"code": "code-123", "state": state, **hostile})
+
+    assert response["Location"].startswith("https://spa.example/return?")
+    assert "evil" not in response["Location"]
+
+
+def test_login_links_never_come_from_request_headers(api_client, settings):
+    settings.ALLOWED_HOSTS = ["*"]
+
+    response = api_client.get(LOGIN, HTTP_HOST="evil.example", HTTP_X_FORWARDED_HOST="evil.example")
+
+    data = response.json()["data"]
+    for key in ("link", "oauthRedirectUri", "vehicleWebhookCallbackPOST"):
+        assert data[key].startswith("https://api.example.test/"), key
