@@ -31,6 +31,9 @@ class SmartcarAccount(models.Model):
     refresh_expires_at = models.DateTimeField(null=True, blank=True)
     scopes = models.JSONField(default=list, blank=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    # While set in the future, one worker is refreshing the token pair; others wait and re-read.
+    # (SQLite has no row locks, so this compare-and-set lease is what makes refresh single-flight.)
+    refresh_lease_until = models.DateTimeField(null=True, blank=True)
     # A mapped error code and Smartcar's request id only: never upstream text (it can echo tokens).
     last_error = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

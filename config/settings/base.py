@@ -175,6 +175,17 @@ TOKEN_ENCRYPTION_KEYS = env.list("TOKEN_ENCRYPTION_KEYS", default=[]) or (
 if not TOKEN_ENCRYPTION_KEYS:
     _missing.append("TOKEN_ENCRYPTION_KEYS")
 
+# --- Telemetry polling (intervals in seconds) ---------------------------------------------------
+POLL_INTERVAL_CHARGING = env.int("POLL_INTERVAL_CHARGING", default=300)
+POLL_INTERVAL_PLUGGED_IN = env.int("POLL_INTERVAL_PLUGGED_IN", default=1800)
+POLL_INTERVAL_DEFAULT = env.int("POLL_INTERVAL_DEFAULT", default=900)
+POLL_INTERVAL_ASLEEP = env.int("POLL_INTERVAL_ASLEEP", default=3600)
+POLL_BACKOFF_MAX = env.int("POLL_BACKOFF_MAX", default=21600)
+POLL_LEASE_SECONDS = env.int("POLL_LEASE_SECONDS", default=300)
+TELEMETRY_LATEST_MAX_AGE = env.int("TELEMETRY_LATEST_MAX_AGE", default=60)
+TELEMETRY_MANUAL_REFRESH_SECONDS = env.int("TELEMETRY_MANUAL_REFRESH_SECONDS", default=60)
+TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=0) or None
+
 # --- Where the browser goes after Connect (settings only, never the request) ----------------------
 SMARTCAR_APP_HANDOFF_URL = env.str("SMARTCAR_APP_HANDOFF_URL", default="")
 SMARTCAR_OAUTH_FAILURE_URL = env.str("SMARTCAR_OAUTH_FAILURE_URL", default="")

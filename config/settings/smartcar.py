@@ -60,3 +60,16 @@ SMARTCAR_CONNECT_TTL_SECONDS = env.int("SMARTCAR_CONNECT_TTL_SECONDS", default=6
 
 SMARTCAR_MANAGEMENT_TOKEN = env.str("SMARTCAR_MANAGEMENT_TOKEN", default="")
 SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS = env.str("SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS", default="")
+
+# Which Smartcar vehicle API the poller reads: "v3" (signals; the default, since v2.0 is being
+# retired) or "v2" (one POST /batch per vehicle).
+SMARTCAR_VEHICLE_API = env.str("SMARTCAR_VEHICLE_API", default="v3").lower()
+
+# Refresh an access token that expires within this many seconds.
+SMARTCAR_TOKEN_REFRESH_MARGIN_SECONDS = env.int("SMARTCAR_TOKEN_REFRESH_MARGIN_SECONDS", default=300)
+# Refresh tokens die after 60 days unused; the poller refreshes idle grants older than this.
+SMARTCAR_IDLE_REFRESH_DAYS = env.int("SMARTCAR_IDLE_REFRESH_DAYS", default=50)
+# How long a worker may hold an account's refresh lease before others may take over.
+SMARTCAR_REFRESH_LEASE_SECONDS = env.int("SMARTCAR_REFRESH_LEASE_SECONDS", default=60)
+# Calls per vehicle per calendar month that Smartcar's plan allows (unset: no budget).
+SMARTCAR_MONTHLY_CALL_BUDGET = env.int("SMARTCAR_MONTHLY_CALL_BUDGET", default=0) or None
