@@ -26,6 +26,7 @@ run: $(VENV)/.installed
 
 # The whole suite; browser tests run when Chromium is installed and say so when they skip.
 test: $(VENV)/.installed-dev
+	@test -x /usr/bin/chromium || echo "NOTE: /usr/bin/chromium is missing: the browser tests (tests/e2e) will be SKIPPED. Install it with: apt-get install chromium"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

@@ -24,3 +24,5 @@ if settings.SMARTCAR_EMULATOR:
     urlpatterns.append(
         path(f"{settings.SMARTCAR_EMULATOR_PATH}/", include("smartcar_emulator.urls"))
     )
+    # The demo SPA page at / (DEBUG with the emulator only).
+    urlpatterns.append(path("", include("demo.urls")))

@@ -203,6 +203,7 @@ if not DEBUG:
 if SMARTCAR_EMULATOR:
     # The local stand-in for Smartcar (DEBUG only), configured to accept exactly our client.
     INSTALLED_APPS.append("smartcar_emulator")
+    INSTALLED_APPS.append("demo")
     SMARTCAR_EMULATOR_CLIENT_ID = SMARTCAR_CLIENT_ID
     SMARTCAR_EMULATOR_CLIENT_SECRET = SMARTCAR_CLIENT_SECRET
     SMARTCAR_EMULATOR_REDIRECT_URIS = [SMARTCAR_REDIRECT_URI]
@@ -214,6 +215,10 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/") or (
     if SMARTCAR_REDIRECT_URI
     else ""
 )
+
+if SMARTCAR_EMULATOR and not SMARTCAR_APP_HANDOFF_URL:
+    # Connect hands back to the demo page at / (DEBUG with the emulator only).
+    SMARTCAR_APP_HANDOFF_URL = f"{PUBLIC_BASE_URL}/"
 
 if SMARTCAR_EMULATOR:
     SMARTCAR_EMULATOR_WEBHOOK_URL = f"{PUBLIC_BASE_URL}{API_PREFIX}/smartcar/webhook"

@@ -66,7 +66,9 @@ SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS = env.str("SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS
 SMARTCAR_VEHICLE_API = env.str("SMARTCAR_VEHICLE_API", default="v3").lower()
 
 # Refresh an access token that expires within this many seconds.
-SMARTCAR_TOKEN_REFRESH_MARGIN_SECONDS = env.int("SMARTCAR_TOKEN_REFRESH_MARGIN_SECONDS", default=300)
+SMARTCAR_TOKEN_REFRESH_MARGIN_SECONDS = env.int(
+    "SMARTCAR_TOKEN_REFRESH_MARGIN_SECONDS", default=300
+)
 # Refresh tokens die after 60 days unused; the poller refreshes idle grants older than this.
 SMARTCAR_IDLE_REFRESH_DAYS = env.int("SMARTCAR_IDLE_REFRESH_DAYS", default=50)
 # How long a worker may hold an account's refresh lease before others may take over.

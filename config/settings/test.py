@@ -55,7 +55,7 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # The emulator is mounted in tests (never with DEBUG off elsewhere): end-to-end tests point the
 # Smartcar origins at it on a live server.
 SMARTCAR_EMULATOR = True
-INSTALLED_APPS = [*INSTALLED_APPS, "smartcar_emulator"]
+INSTALLED_APPS = [*INSTALLED_APPS, "smartcar_emulator", "demo"]
 SMARTCAR_EMULATOR_CLIENT_ID = SMARTCAR_CLIENT_ID
 SMARTCAR_EMULATOR_CLIENT_SECRET = SMARTCAR_CLIENT_SECRET
 SMARTCAR_EMULATOR_REDIRECT_URIS = [SMARTCAR_REDIRECT_URI]
