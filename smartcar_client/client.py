@@ -225,11 +225,19 @@ class SmartcarClient:
 
     # --- Vehicle API v3 ----------------------------------------------------------------------
 
-    def list_signals(self, access_token: str, vehicle_id: str) -> list[dict[str, Any]]:
+    def list_signals(
+        self,
+        access_token: str,
+        vehicle_id: str,
+        *,
+        on_page: Callable[[], None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Every signal item the grant allows (`GET /v3/vehicles/{id}/signals`), all pages.
 
         Items are returned as Smartcar sent them (`attributes.code`, `attributes.body`, `meta` …);
-        an item whose `status.value` is not SUCCESS is kept for the caller to skip.
+        an item whose `status.value` is not SUCCESS is kept for the caller to skip. `on_page` is
+        called before each page is requested, so callers can count billable calls (a page that
+        then fails was still sent).
         """
         url: str | None = f"{self._v3_root()}/vehicles/{_quote_id(vehicle_id)}/signals"
         signals: list[dict[str, Any]] = []
@@ -241,6 +249,8 @@ class SmartcarClient:
                 raise malformed(code="links.next")
             visited.add(url)
             pages += 1
+            if on_page is not None:
+                on_page()
             response = self._get(
                 access_token, url, template="/v3/vehicles/{id}/signals", unit_header=False
             )

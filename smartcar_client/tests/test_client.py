@@ -605,8 +605,10 @@ def test_list_signals_follows_relative_and_absolute_next_links(client: SmartcarC
         match=[matchers.query_param_matcher({"page": "3", "pageSize": "2"})],
     )
 
-    signals = client.list_signals(ACCESS_TOKEN, VEHICLE_ID)
+    pages: list[int] = []
+    signals = client.list_signals(ACCESS_TOKEN, VEHICLE_ID, on_page=lambda: pages.append(1))
 
+    assert len(pages) == 3
     assert [item["id"] for item in signals] == ["sig-1", "sig-2", "sig-3", "sig-4", "sig-5"]
     assert signals[0]["attributes"]["body"] == {"unit": "percent", "value": 81}
     assert len(mocked.calls) == 3
