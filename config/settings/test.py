@@ -59,3 +59,13 @@ INSTALLED_APPS = [*INSTALLED_APPS, "smartcar_emulator", "demo"]
 SMARTCAR_EMULATOR_CLIENT_ID = SMARTCAR_CLIENT_ID
 SMARTCAR_EMULATOR_CLIENT_SECRET = SMARTCAR_CLIENT_SECRET
 SMARTCAR_EMULATOR_REDIRECT_URIS = [SMARTCAR_REDIRECT_URI]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not Django's shared-cache in-memory database: concurrency tests run real threads,
+    # and shared-cache memory databases fail concurrent writers at once ("table is locked")
+    # instead of waiting as a real SQLite file does.
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"test-db-{os.getpid()}.sqlite3")
+    }
