@@ -1,0 +1,1 @@
+"""Telemetry services: every write on readings and telemetry state, and every Smartcar read."""

@@ -1,0 +1,335 @@
+"""Reading one vehicle from Smartcar, storing readings, and counting the calls we spend.
+
+Owns: `telemetry_poll_vehicle` (one read through the token service, v3 `/signals` or ONE v2
+`POST /batch`, classified into a `PollResult`), `telemetry_store_reading` (dedupe, forward-only
+latest pointer) and the per-vehicle monthly call counter on `TelemetryState`.
+
+Must never: raise for Smartcar trouble (every `SmartcarError` and `ReconnectRequiredError` becomes
+an outcome); touch the poller's fields (next_poll_at, lease_until, lease_owner, last_outcome…);
+call Smartcar for a vehicle whose account is missing or not active; hold a database transaction
+around a Smartcar call (the token service needs its lease visible to other workers).
+
+Call counting (what `PollResult.calls` and `calls_this_month` hold): v2 counts every batch
+sub-request, as Smartcar bills them (API-FACTS §4, §6), each time a batch is sent, including a
+retry after a token refresh and a batch that failed as a whole (we cannot know whether Smartcar
+billed it, so the budget errs on the safe side). v3 is assumed to bill one call per page of
+`/signals` (UNCONFIRMED in the facts; every page request is counted, a failed one included).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from core.errors import ReconnectRequiredError
+from smartcar_client.errors import SmartcarBillingError, SmartcarError
+from smartcar_client.factory import client_from_settings
+from smartcar_client.types import BatchResponse
+from telemetry.mapping import (
+    RECORDED_AT,
+    ReadingData,
+    TelemetryInputError,
+    reading_from_batch,
+    reading_from_signals,
+    v2_paths_for_scopes,
+)
+from telemetry.models import Reading, TelemetryState
+from vehicles import tokens
+from vehicles.models import SmartcarAccount, Vehicle
+
+logger = logging.getLogger(__name__)
+
+Outcome = TelemetryState.Outcome
+ASLEEP_NOTES = frozenset({"VEHICLE_STATE:ASLEEP", "VEHICLE_STATE:UNREACHABLE"})
+
+
+class TelemetryUnavailableError(Exception):
+    """Smartcar answered, but no field came through. The message holds only the per-group notes
+    (identifier-like "TYPE:CODE" strings), never upstream text."""
+
+    def __init__(self, field_errors: dict[str, str]) -> None:
+        self.field_errors = dict(field_errors)
+        detail = ", ".join(f"{group}={note}" for group, note in sorted(self.field_errors.items()))
+        super().__init__(f"No telemetry in Smartcar's answer ({detail or 'no known signals'})")
+
+
+@dataclass(frozen=True)
+class PollResult:
+    outcome: str  # a TelemetryState.Outcome value
+    reading: Reading | None  # the stored reading, or the latest one when unchanged; else None
+    stored: bool  # False when identical in vehicle time to the last one (or nothing to store)
+    calls: int  # billable Smartcar calls made (batch sub-requests counted)
+    retry_after: int | None = None  # seconds, from Retry-After
+    error: Exception | None = None  # the SmartcarError / ReconnectRequiredError, if any
+    app_rate_limited: bool = False  # RATE_LIMIT:SMARTCAR_API: the whole app must wait
+
+
+@dataclass
+class _CallCounter:
+    calls: int = 0
+    item_errors: list[SmartcarError] = field(default_factory=list)
+
+
+def telemetry_poll_vehicle(*, vehicle: Vehicle, source: str = Reading.Source.POLL) -> PollResult:
+    """Read `vehicle` from Smartcar now, store what came back, and count the calls spent.
+
+    Outcomes: OK (stored) / UNCHANGED (same vehicle time as the latest reading); ASLEEP (every
+    field failed with VEHICLE_STATE ASLEEP/UNREACHABLE, top level or every item); RATE_LIMITED
+    (429, with `retry_after`; `app_rate_limited` for RATE_LIMIT:SMARTCAR_API); BILLING (430);
+    REAUTH (ReconnectRequiredError, or an account that is missing or not active: then no HTTP
+    call at all); FAILED (anything else Smartcar did, with the error).
+    """
+    _check_source(source)
+    account = _usable_account(vehicle)
+    if account is None:
+        return PollResult(Outcome.REAUTH, None, False, 0, error=ReconnectRequiredError())
+    counter = _CallCounter()
+    try:
+        result = _poll(vehicle=vehicle, account=account, source=source, counter=counter)
+    finally:
+        # Calls were spent even if storing failed: count them whatever happens next.
+        _count_calls(vehicle=vehicle, calls=counter.calls)
+    logger.info(
+        "telemetry poll vehicle=%s outcome=%s calls=%d error=%s",
+        vehicle.pk,
+        result.outcome,
+        result.calls,
+        _error_label(result.error),
+    )
+    return result
+
+
+def telemetry_store_reading(
+    *,
+    vehicle: Vehicle,
+    data: ReadingData,
+    source: str,
+    received_at: datetime | None = None,
+) -> tuple[Reading, bool]:
+    """Store `data` unless it is identical in vehicle time to a reading we already hold.
+
+    Returns (reading, stored). Identical in vehicle time = the same `recorded_at` as the latest
+    reading (or, for an out-of-order answer, as any earlier reading of the vehicle). An older
+    reading is kept in history but never replaces the latest: the pointer only moves forward,
+    also when two workers store at once (the move is one conditional UPDATE).
+    """
+    _check_source(source)
+    if data.is_empty():
+        raise ValueError("an empty reading is not stored")
+    received = received_at or timezone.now()
+    recorded = data.recorded_at or received
+    state = _state_for(vehicle)
+    latest = state.latest_reading
+    if latest is not None and latest.recorded_at == recorded:
+        return latest, False
+    if latest is not None and recorded < latest.recorded_at:
+        # Rare path (webhook retries, out-of-order answers): one more query to avoid a twin.
+        twin = Reading.objects.filter(vehicle_id=vehicle.pk, recorded_at=recorded).first()
+        if twin is not None:
+            return twin, False
+    reading = Reading.objects.create(
+        vehicle=vehicle,
+        recorded_at=recorded,
+        received_at=received,
+        source=source,
+        soc_pct=data.soc_pct,
+        range_km=data.range_km,
+        charging_state=data.charging_state,
+        is_plugged_in=data.is_plugged_in,
+        latitude=data.latitude,
+        longitude=data.longitude,
+        odometer_km=data.odometer_km,
+        field_errors=dict(data.field_errors),
+    )
+    # The condition is checked against the row as it is when the UPDATE runs, not as we read it.
+    older_latest = Exists(
+        Reading.objects.filter(pk=OuterRef("latest_reading_id"), recorded_at__lt=recorded)
+    )
+    TelemetryState.objects.filter(vehicle_id=vehicle.pk).filter(
+        Q(latest_reading_id__isnull=True) | older_latest
+    ).update(latest_reading=reading, updated_at=timezone.now())
+    return reading, True
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _poll(
+    *, vehicle: Vehicle, account: SmartcarAccount, source: str, counter: _CallCounter
+) -> PollResult:
+    try:
+        data = _read(vehicle=vehicle, account=account, counter=counter)
+    except ReconnectRequiredError as exc:
+        return _failure(Outcome.REAUTH, counter, exc)
+    except SmartcarError as exc:
+        return _from_error(exc, counter)
+    except TelemetryInputError as exc:
+        return _failure(Outcome.FAILED, counter, exc)
+    if data.is_empty():
+        return _from_empty(data, counter)
+    reading, stored = telemetry_store_reading(vehicle=vehicle, data=data, source=source)
+    outcome = Outcome.OK if stored else Outcome.UNCHANGED
+    return PollResult(outcome, reading, stored, counter.calls)
+
+
+def _error_label(error: Exception | None) -> str:
+    # Type and code only: the class name for anything that is not a SmartcarError.
+    if error is None:
+        return "-"
+    if isinstance(error, SmartcarError):
+        return f"{error.type}:{error.code}" if error.code else str(error.type)
+    return type(error).__name__
+
+
+def _usable_account(vehicle: Vehicle) -> SmartcarAccount | None:
+    if vehicle.status != Vehicle.Status.ACTIVE or vehicle.account_id is None:
+        return None
+    account = vehicle.account
+    if account is None or account.status != SmartcarAccount.Status.ACTIVE:
+        return None
+    return account
+
+
+def _read(*, vehicle: Vehicle, account: SmartcarAccount, counter: _CallCounter) -> ReadingData:
+    client = client_from_settings()
+    api = settings.SMARTCAR_VEHICLE_API
+    vehicle_id = vehicle.smartcar_vehicle_id
+    if api == "v2":
+        paths = v2_paths_for_scopes(account.scopes if isinstance(account.scopes, list) else [])
+        if not paths:
+            # Nothing we may read: the person must reconnect granting the telemetry scopes.
+            raise ReconnectRequiredError()
+
+        def batch(token: str) -> BatchResponse:
+            counter.calls += len(paths)
+            return client.batch(token, vehicle_id, paths)
+
+        answer = tokens.account_call(account=account, call=batch)
+        counter.item_errors.extend(item.error for item in answer.items if item.error)
+        return reading_from_batch(answer)
+    if api == "v3":
+
+        def count_page() -> None:
+            counter.calls += 1
+
+        def signals(token: str) -> list[dict[str, Any]]:
+            return client.list_signals(token, vehicle_id, on_page=count_page)
+
+        return reading_from_signals(tokens.account_call(account=account, call=signals))
+    raise ImproperlyConfigured("SMARTCAR_VEHICLE_API must be 'v3' or 'v2'")
+
+
+# --- classification -----------------------------------------------------------------------------
+
+
+def _failure(outcome: str, counter: _CallCounter, error: Exception | None) -> PollResult:
+    return PollResult(outcome, None, False, counter.calls, error=error)
+
+
+def _is_rate_limit(error: SmartcarError) -> bool:
+    return error.type == "RATE_LIMIT" or error.status == 429
+
+
+def _is_asleep(error: SmartcarError) -> bool:
+    return f"{error.type}:{error.code}" in ASLEEP_NOTES
+
+
+def _from_error(error: SmartcarError, counter: _CallCounter) -> PollResult:
+    if isinstance(error, SmartcarBillingError):
+        return _failure(Outcome.BILLING, counter, error)
+    if _is_rate_limit(error):
+        return PollResult(
+            Outcome.RATE_LIMITED,
+            None,
+            False,
+            counter.calls,
+            retry_after=error.retry_after,
+            error=error,
+            app_rate_limited=error.code == "SMARTCAR_API",
+        )
+    if _is_asleep(error):
+        return _failure(Outcome.ASLEEP, counter, error)
+    return _failure(Outcome.FAILED, counter, error)
+
+
+def _from_empty(data: ReadingData, counter: _CallCounter) -> PollResult:
+    """No field came through: say why, from the per-item errors (v2) or the notes (v3)."""
+    notes = {group: note for group, note in data.field_errors.items() if group != RECORDED_AT}
+    errors = counter.item_errors
+    fallback = TelemetryUnavailableError(notes)
+    if notes and set(notes.values()) <= ASLEEP_NOTES:
+        return _failure(Outcome.ASLEEP, counter, errors[0] if errors else fallback)
+    billing = next((e for e in errors if isinstance(e, SmartcarBillingError)), None)
+    if billing is not None:
+        return _failure(Outcome.BILLING, counter, billing)
+    limited = [e for e in errors if _is_rate_limit(e)]
+    if limited:
+        waits = [e.retry_after for e in limited if e.retry_after is not None]
+        return PollResult(
+            Outcome.RATE_LIMITED,
+            None,
+            False,
+            counter.calls,
+            retry_after=max(waits) if waits else None,
+            error=limited[0],
+            app_rate_limited=any(e.code == "SMARTCAR_API" for e in limited),
+        )
+    return _failure(Outcome.FAILED, counter, errors[0] if errors else fallback)
+
+
+# --- state rows ---------------------------------------------------------------------------------
+
+
+def _check_source(source: str) -> None:
+    if source not in Reading.Source.values:
+        raise ValueError(f"unknown reading source {source!r}")
+
+
+def _state_for(vehicle: Vehicle) -> TelemetryState:
+    state = (
+        TelemetryState.objects.select_related("latest_reading")
+        .filter(vehicle_id=vehicle.pk)
+        .first()
+    )
+    if state is None:
+        state, _ = TelemetryState.objects.select_related("latest_reading").get_or_create(
+            vehicle=vehicle
+        )
+    return state
+
+
+def _this_month() -> date:
+    return timezone.now().astimezone(UTC).date().replace(day=1)
+
+
+def _count_calls(*, vehicle: Vehicle, calls: int) -> None:
+    """Add `calls` to this month's count in one UPDATE (F(), so concurrent adds never collide);
+    a row still on an earlier month starts again from `calls`."""
+    if calls <= 0:
+        return
+    month = _this_month()
+    counted = _add_calls(vehicle, month, calls)
+    if counted == 0:
+        _, created = TelemetryState.objects.get_or_create(
+            vehicle=vehicle, defaults={"calls_month": month, "calls_this_month": calls}
+        )
+        if not created:
+            _add_calls(vehicle, month, calls)
+
+
+def _add_calls(vehicle: Vehicle, month: date, calls: int) -> int:
+    return TelemetryState.objects.filter(vehicle_id=vehicle.pk).update(
+        calls_this_month=Case(
+            When(calls_month=month, then=F("calls_this_month") + calls),
+            default=Value(calls),
+        ),
+        calls_month=month,
+        updated_at=timezone.now(),
+    )
