@@ -1,0 +1,666 @@
+"""The poller: claim due vehicles, poll them on a thread pool, record outcomes and the next poll.
+
+Owns the poller's fields of `TelemetryState` (next_poll_at, lease_until, lease_owner,
+last_polled_at, last_outcome, last_error, consecutive_failures), the `AppThrottle` row, and the
+idle-grant refresh that each cycle runs. The schedule's rules live in `telemetry.schedule`; the
+Smartcar read lives in `telemetry.services.readings.telemetry_poll_vehicle` (injectable here as
+`poll_fn`).
+
+How a cycle stays correct with any number of pollers on one database:
+- Claiming is a lease written on the row, in a short transaction: on PostgreSQL
+  `select_for_update(skip_locked=True)` then an UPDATE; on SQLite (no row locks) a
+  compare-and-set UPDATE per row (`lease_until` null or past, still due; rowcount 1 = ours).
+  A crashed poller's vehicles come back once its lease runs out.
+- Each cycle has its own `lease_owner`, which stays on the row after release (the lease is live
+  only while `lease_until` is in the future). A cycle never claims a row it owned already, so it
+  polls each vehicle at most once, even with `--all`.
+- Vehicles are claimed in batches of a few per worker, so a lease never has to outlast a whole
+  fleet's polls. Polls run outside any transaction; results are written only while the lease is
+  still ours.
+
+Must never: raise out of a cycle for one vehicle's trouble (a crash in `poll_fn` is recorded as
+failed); poll while `AppThrottle.paused_until` is in the future; write upstream error text (only
+type, code and request id); hold a transaction across a Smartcar call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Min, Q, QuerySet
+from django.utils import timezone
+
+from core.errors import ApplicationError
+from smartcar_client.errors import SmartcarConfigurationError, SmartcarError
+from telemetry import schedule
+from telemetry.models import AppThrottle, Reading, TelemetryState
+from telemetry.services import readings
+from telemetry.services.readings import PollResult
+from vehicles import tokens
+from vehicles.models import SmartcarAccount, Vehicle
+
+logger = logging.getLogger(__name__)
+
+Outcome = TelemetryState.Outcome
+
+DEFAULT_WORKERS = 8
+# Claimed per worker at a time: small enough that a batch is polled well within the lease.
+CLAIM_PER_WORKER = 4
+# Idle grants refreshed per cycle at most: each is a token-endpoint call.
+IDLE_REFRESH_PER_CYCLE = 20
+# The longest `--loop` sleeps between cycles, so new vehicles and config changes are seen soon.
+LOOP_MAX_SLEEP_SECONDS = 30.0
+LOOP_MIN_SLEEP_SECONDS = 1.0
+APP_RATE_LIMIT_REASON = "RATE_LIMIT:SMARTCAR_API"
+# Failures that no retry will fix: an operator must act (credentials, plan).
+OPERATOR_REASONS = frozenset({"configuration", "billing"})
+
+
+class PollFn(Protocol):
+    def __call__(self, *, vehicle: Vehicle, source: str = ...) -> PollResult: ...
+
+
+class RefreshFn(Protocol):
+    def __call__(self, *, account: SmartcarAccount) -> bool: ...
+
+
+@dataclass
+class CycleSummary:
+    """What one cycle did; `line()` and `as_dict()` are what the command prints."""
+
+    started_at: datetime
+    duration: float = 0.0
+    claimed: int = 0
+    polled: int = 0
+    stored: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    paused_until: datetime | None = None
+    idle_refreshed: int = 0
+    idle_errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def is_idle(self) -> bool:
+        """Nothing happened: nothing claimed, no pause, no idle-grant work."""
+        return not (self.claimed or self.paused_until or self.idle_refreshed or self.idle_errors)
+
+    @property
+    def vehicles_per_second(self) -> float:
+        return self.polled / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def needs_operator(self) -> bool:
+        """Every poll attempted failed for a reason only an operator can fix."""
+        if self.polled == 0:
+            return False
+        operator_failures = sum(self.failed[reason] for reason in OPERATOR_REASONS)
+        return operator_failures == self.polled
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "startedAt": self.started_at.isoformat(),
+            "durationSeconds": round(self.duration, 3),
+            "claimed": self.claimed,
+            "polled": self.polled,
+            "stored": self.stored,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "failed": dict(sorted(self.failed.items())),
+            "vehiclesPerSecond": round(self.vehicles_per_second, 2),
+            "pausedUntil": self.paused_until.isoformat() if self.paused_until else None,
+            "idleRefreshed": self.idle_refreshed,
+            "idleRefreshErrors": dict(sorted(self.idle_errors.items())),
+            "needsOperator": self.needs_operator,
+        }
+
+    def line(self) -> str:
+        def counts(counter: Counter[str]) -> str:
+            total = sum(counter.values())
+            if not total:
+                return "0"
+            return f"{total} (" + ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) + ")"
+
+        text = (
+            f"polled {self.polled}, stored {self.stored}, skipped {counts(self.skipped)}, "
+            f"failed {counts(self.failed)} in {self.duration:.1f}s "
+            f"({self.vehicles_per_second:.1f} vehicles/s)"
+        )
+        if self.paused_until is not None:
+            text += f"; Smartcar app rate limit: paused until {self.paused_until.isoformat()}"
+        if self.idle_refreshed or self.idle_errors:
+            text += f"; idle grants refreshed {self.idle_refreshed}"
+            if self.idle_errors:
+                text += f", errors {counts(self.idle_errors)}"
+        return text
+
+
+@dataclass
+class _Cycle:
+    """Everything a worker needs; one per cycle, shared read-only across threads (but `paused`)."""
+
+    owner: str
+    poll_fn: PollFn
+    config: schedule.ScheduleConfig
+    clock: Callable[[], datetime]
+    rng: random.Random | None
+    ignore_schedule: bool
+    stop: threading.Event
+    threaded: bool
+    paused: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class _Done:
+    kind: str  # "polled" | "skipped"
+    reason: str  # skipped: why; polled: outcome or failure reason
+    outcome: str = ""
+    stored: bool = False
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+def run_poll_cycle(
+    *,
+    ignore_schedule: bool = False,
+    vehicle_ids: Sequence[Any] | None = None,
+    workers: int = DEFAULT_WORKERS,
+    poll_fn: PollFn | None = None,
+    refresh_fn: RefreshFn | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    clock: Callable[[], datetime] = timezone.now,
+    rng: random.Random | None = None,
+    idle_refresh_limit: int = IDLE_REFRESH_PER_CYCLE,
+    batch_size: int | None = None,
+) -> CycleSummary:
+    """Poll every due vehicle once (or every vehicle, `ignore_schedule`), then return a summary.
+
+    `vehicle_ids`: restrict to these vehicles (our primary keys; see `vehicle_resolve_ids`).
+    `workers`: thread pool size; 1 polls in the calling thread. `poll_fn` defaults to
+    `telemetry_poll_vehicle`, `refresh_fn` to `account_refresh_if_idle`. Once `stop` is set, no
+    new poll starts; claimed vehicles not yet polled are released. `progress(done, claimed)` is
+    called after each vehicle. Never raises for a vehicle's failure.
+    """
+    workers = max(1, workers)
+    started = clock()
+    began = time.monotonic()
+    summary = CycleSummary(started_at=started)
+    cycle = _Cycle(
+        owner=_lease_owner(),
+        poll_fn=poll_fn or readings.telemetry_poll_vehicle,
+        config=schedule.ScheduleConfig.from_settings(),
+        clock=clock,
+        rng=rng,
+        ignore_schedule=ignore_schedule,
+        stop=stop or threading.Event(),
+        threaded=workers > 1,
+    )
+    limit = batch_size or workers * CLAIM_PER_WORKER
+
+    refreshed, errors = accounts_refresh_idle(
+        now=started, limit=idle_refresh_limit, refresh_fn=refresh_fn
+    )
+    summary.idle_refreshed, summary.idle_errors = refreshed, errors
+
+    _ensure_states(vehicle_ids)
+    paused_until = app_paused_until(now=started)
+    if paused_until is not None:
+        logger.warning("poller: Smartcar app rate limit, polling nothing until %s", paused_until)
+        summary.paused_until = paused_until
+        summary.duration = time.monotonic() - began
+        return summary
+
+    executor = ThreadPoolExecutor(max_workers=workers) if cycle.threaded else None
+    try:
+        while not cycle.stop.is_set() and not cycle.paused.is_set():
+            claimed = _claim(cycle, now=clock(), limit=limit, vehicle_ids=vehicle_ids)
+            if not claimed:
+                break
+            summary.claimed += len(claimed)
+            for done in _run_batch(cycle, executor, claimed):
+                _tally(summary, done)
+                if progress is not None:
+                    progress(summary.polled + sum(summary.skipped.values()), summary.claimed)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True)
+    if cycle.paused.is_set():
+        summary.paused_until = app_paused_until(now=clock())
+    summary.duration = time.monotonic() - began
+    return summary
+
+
+def run_poll_loop(
+    *,
+    stop: threading.Event,
+    on_cycle: Callable[[CycleSummary], None],
+    max_sleep: float = LOOP_MAX_SLEEP_SECONDS,
+    clock: Callable[[], datetime] = timezone.now,
+    **cycle_options: Any,
+) -> int:
+    """Run cycles until `stop` is set, sleeping until the next vehicle is due (≤ `max_sleep`).
+
+    Returns the number of cycles run. A cycle's in-flight polls finish before this returns.
+    """
+    cycles = 0
+    while not stop.is_set():
+        summary = run_poll_cycle(stop=stop, clock=clock, **cycle_options)
+        cycles += 1
+        on_cycle(summary)
+        if stop.is_set():
+            break
+        # Never a busy loop, whatever the rows say.
+        pause = seconds_until_next_due(now=clock(), max_seconds=max_sleep)
+        stop.wait(max(LOOP_MIN_SLEEP_SECONDS, pause))
+    return cycles
+
+
+def seconds_until_next_due(*, now: datetime, max_seconds: float) -> float:
+    """How long until a vehicle may be due (0 if one is due now), at most `max_seconds`."""
+    paused_until = app_paused_until(now=now)
+    if paused_until is not None:
+        return min(max_seconds, (paused_until - now).total_seconds())
+    # Rows leased by another poller get their next poll written when it is done.
+    pollable = TelemetryState.objects.filter(_active_q() & _free_q(now))
+    if pollable.filter(next_poll_at__isnull=True).exists():
+        return 0.0
+    earliest: datetime | None = pollable.aggregate(earliest=Min("next_poll_at"))["earliest"]
+    if earliest is None:
+        return max_seconds
+    return max(0.0, min(max_seconds, (earliest - now).total_seconds()))
+
+
+def vehicle_resolve_ids(*, identifiers: Sequence[str]) -> tuple[list[Any], list[str]]:
+    """Our vehicle primary keys for identifiers that are our UUIDs or Smartcar vehicle ids.
+
+    Returns (primary keys, identifiers that matched nothing). A Smartcar id matches its live
+    (not disconnected) vehicle.
+    """
+    found: list[Any] = []
+    missing: list[str] = []
+    for identifier in identifiers:
+        query = Q(smartcar_vehicle_id=identifier) & ~Q(status=Vehicle.Status.DISCONNECTED)
+        with contextlib.suppress(ValueError):
+            query |= Q(pk=uuid.UUID(identifier))
+        pks = list(Vehicle.objects.filter(query).values_list("pk", flat=True))
+        if pks:
+            found.extend(pk for pk in pks if pk not in found)
+        else:
+            missing.append(identifier)
+    return found, missing
+
+
+def app_paused_until(*, now: datetime) -> datetime | None:
+    """When Smartcar's app-wide rate limit lets us call again, if that is still in the future."""
+    until = AppThrottle.objects.filter(pk=1).values_list("paused_until", flat=True).first()
+    return until if until is not None and until > now else None
+
+
+def app_throttle_pause(
+    *,
+    retry_after: int | None,
+    now: datetime,
+    config: schedule.ScheduleConfig | None = None,
+    rng: random.Random | None = None,
+) -> datetime:
+    """Pause every poller after `RATE_LIMIT:SMARTCAR_API`; returns the pause's end.
+
+    An existing pause is only ever extended (to a longer Retry-After), never doubled again by
+    the other in-flight polls that hit the same limit.
+    """
+    config = config or schedule.ScheduleConfig.from_settings()
+    with transaction.atomic():
+        throttle, _ = AppThrottle.objects.select_for_update().get_or_create(pk=1)
+        current = throttle.paused_until
+        if current is not None and current > now:
+            until = current
+            if retry_after and now + timedelta(seconds=retry_after) > current:
+                until = now + timedelta(seconds=retry_after)
+        else:
+            previous = ended_ago = None
+            if current is not None:
+                previous = (current - throttle.updated_at).total_seconds()
+                ended_ago = (now - current).total_seconds()
+            seconds = schedule.app_pause_seconds(
+                retry_after=retry_after,
+                previous_seconds=previous,
+                previous_ended_ago=ended_ago,
+                config=config,
+                rng=rng,
+            )
+            until = now + timedelta(seconds=seconds)
+        AppThrottle.objects.filter(pk=1).update(
+            paused_until=until, reason=APP_RATE_LIMIT_REASON, updated_at=now
+        )
+    return until
+
+
+def accounts_refresh_idle(
+    *, now: datetime, limit: int, refresh_fn: RefreshFn | None = None
+) -> tuple[int, Counter[str]]:
+    """Refresh up to `limit` active accounts idle for SMARTCAR_IDLE_REFRESH_DAYS (oldest first).
+
+    Only accounts with an active vehicle: a grant nobody polls is not worth keeping alive.
+    Returns (refreshed, errors by label); errors are logged and counted, never raised.
+    """
+    refresh = refresh_fn or tokens.account_refresh_if_idle
+    cutoff = now - timedelta(days=settings.SMARTCAR_IDLE_REFRESH_DAYS)
+    idle_pks = list(
+        SmartcarAccount.objects.filter(
+            Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lt=cutoff),
+            status=SmartcarAccount.Status.ACTIVE,
+            vehicles__status=Vehicle.Status.ACTIVE,
+        )
+        .order_by(F("last_refreshed_at").asc(nulls_first=True), "pk")
+        .values_list("pk", flat=True)
+        .distinct()[: max(0, limit)]
+    )
+    refreshed = 0
+    errors: Counter[str] = Counter()
+    for account in SmartcarAccount.objects.filter(pk__in=idle_pks):
+        # One account's failure never stops the cycle.
+        try:
+            refreshed += bool(refresh(account=account))
+        except (SmartcarError, ApplicationError) as exc:
+            errors[error_label(exc)] += 1
+            logger.warning(
+                "poller: idle refresh of account %s failed: %s", account.pk, error_label(exc)
+            )
+        except Exception as exc:
+            errors[error_label(exc)] += 1
+            logger.exception("poller: idle refresh of account %s crashed", account.pk)
+    return refreshed, errors
+
+
+def error_label(exc: BaseException | None) -> str:
+    """A safe, short description of an error: type, code and request id, never upstream text."""
+    if exc is None:
+        return ""
+    if isinstance(exc, SmartcarError):
+        label = f"{exc.type or 'UNKNOWN'}:{exc.code}" if exc.code else f"{exc.type or 'UNKNOWN'}"
+        if exc.request_id:
+            label += f" request_id={exc.request_id}"
+    elif isinstance(exc, ApplicationError):
+        label = exc.code
+    else:
+        label = f"internal:{type(exc).__name__}"
+    return label[:200]
+
+
+# --- claiming -----------------------------------------------------------------------------------
+
+
+def _lease_owner() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _active_q() -> Q:
+    return Q(
+        vehicle__status=Vehicle.Status.ACTIVE,
+        vehicle__account__status=SmartcarAccount.Status.ACTIVE,
+    )
+
+
+def _free_q(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def _due_q(now: datetime) -> Q:
+    return Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)
+
+
+def _ensure_states(vehicle_ids: Sequence[Any] | None) -> None:
+    """Create the missing TelemetryState rows of active vehicles: never polled = due now."""
+    missing = Vehicle.objects.filter(
+        status=Vehicle.Status.ACTIVE,
+        account__status=SmartcarAccount.Status.ACTIVE,
+        telemetry_state__isnull=True,
+    )
+    if vehicle_ids is not None:
+        missing = missing.filter(pk__in=vehicle_ids)
+    pks = list(missing.values_list("pk", flat=True))
+    if pks:
+        TelemetryState.objects.bulk_create(
+            [TelemetryState(vehicle_id=pk) for pk in pks], ignore_conflicts=True
+        )
+
+
+def _claimable(cycle: _Cycle, now: datetime, vehicle_ids: Sequence[Any] | None) -> QuerySet[Any]:
+    query = _active_q() & _free_q(now)
+    if not cycle.ignore_schedule:
+        query &= _due_q(now)
+    rows = TelemetryState.objects.filter(query).exclude(lease_owner=cycle.owner)
+    if vehicle_ids is not None:
+        rows = rows.filter(vehicle_id__in=vehicle_ids)
+    return rows.order_by(F("next_poll_at").asc(nulls_first=True), "vehicle_id")
+
+
+def _claim(
+    cycle: _Cycle, *, now: datetime, limit: int, vehicle_ids: Sequence[Any] | None
+) -> list[Any]:
+    """Take a lease on up to `limit` claimable vehicles; returns their primary keys."""
+    lease_until = now + timedelta(seconds=settings.POLL_LEASE_SECONDS)
+    lease = {"lease_until": lease_until, "lease_owner": cycle.owner, "updated_at": now}
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            pks = list(
+                _claimable(cycle, now, vehicle_ids)
+                .select_for_update(skip_locked=True, of=("self",))
+                .values_list("vehicle_id", flat=True)[:limit]
+            )
+            if pks:
+                TelemetryState.objects.filter(vehicle_id__in=pks).update(**lease)
+        return pks
+
+    # No row locks (SQLite): compare-and-set each row on the conditions that make it claimable.
+    claimed: list[Any] = []
+    still_claimable = _free_q(now) if cycle.ignore_schedule else _free_q(now) & _due_q(now)
+    while len(claimed) < limit:
+        candidates = list(
+            _claimable(cycle, now, vehicle_ids).values_list("vehicle_id", flat=True)[
+                : limit - len(claimed)
+            ]
+        )
+        if not candidates:
+            break
+        for pk in candidates:
+            won = (
+                TelemetryState.objects.filter(still_claimable, vehicle_id=pk)
+                .exclude(lease_owner=cycle.owner)
+                .update(**lease)
+            )
+            if won == 1:
+                claimed.append(pk)
+    return claimed
+
+
+def _release(cycle: _Cycle, pk: Any) -> None:
+    TelemetryState.objects.filter(vehicle_id=pk, lease_owner=cycle.owner).update(
+        lease_until=None, updated_at=cycle.clock()
+    )
+
+
+# --- polling ------------------------------------------------------------------------------------
+
+
+def _run_batch(cycle: _Cycle, executor: ThreadPoolExecutor | None, pks: list[Any]) -> list[_Done]:
+    if executor is None:
+        return [_process(cycle, pk) for pk in pks]
+    futures = [executor.submit(_process, cycle, pk) for pk in pks]
+    return [future.result() for future in as_completed(futures)]
+
+
+def _process(cycle: _Cycle, pk: Any) -> _Done:
+    try:
+        return _poll_one(cycle, pk)
+    except Exception:  # a bug in recording must not stop the cycle; the lease expires
+        logger.exception("poller: vehicle %s could not be processed", pk)
+        return _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
+    finally:
+        if cycle.threaded:
+            # Worker threads come and go with the pool: never leave their connections open.
+            connection.close()
+
+
+def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
+    if cycle.stop.is_set():
+        _release(cycle, pk)
+        return _Done(kind="skipped", reason="stopping")
+    now = cycle.clock()
+    if cycle.paused.is_set() or app_paused_until(now=now) is not None:
+        cycle.paused.set()
+        _release(cycle, pk)
+        return _Done(kind="skipped", reason="paused")
+    state = (
+        TelemetryState.objects.select_related("vehicle__account", "latest_reading")
+        .filter(vehicle_id=pk, lease_owner=cycle.owner)
+        .first()
+    )
+    if state is None:
+        return _Done(kind="skipped", reason="lease_lost")
+
+    latest = state.latest_reading
+    if not cycle.ignore_schedule and latest is not None and latest.source == Reading.Source.WEBHOOK:
+        next_at = schedule.webhook_next_poll(
+            received_at=latest.received_at,
+            charging_state=latest.charging_state,
+            is_plugged_in=latest.is_plugged_in,
+            now=now,
+            config=cycle.config,
+        )
+        if next_at is not None:
+            # A fresh webhook reading counts as this poll: no Smartcar call.
+            _write(cycle, pk, now, Outcome.UNCHANGED, "", 0, next_at)
+            return _Done(kind="skipped", reason="webhook_fresh")
+
+    if _budget_spent(cycle, state, now):
+        # Spent elsewhere (on-demand refreshes count too): nothing more until next month.
+        parked = {} if cycle.ignore_schedule else {"next_poll_at": schedule.next_month_start(now)}
+        TelemetryState.objects.filter(vehicle_id=pk, lease_owner=cycle.owner).update(
+            lease_until=None, updated_at=now, **parked
+        )
+        return _Done(kind="skipped", reason="budget_exhausted")
+
+    try:
+        result = cycle.poll_fn(vehicle=state.vehicle, source=Reading.Source.POLL)
+    except Exception as exc:  # a crashing poll is this vehicle's failure, not the cycle's
+        logger.exception("poller: polling vehicle %s crashed", pk)
+        return _record(
+            cycle, pk, PollResult(Outcome.FAILED, None, False, 0, error=exc), crashed=True
+        )
+    return _record(cycle, pk, result)
+
+
+def _budget_spent(cycle: _Cycle, state: TelemetryState, now: datetime) -> bool:
+    # The schedule keeps the poller within budget; this catches forced polls (--all) and calls
+    # spent outside the poller (on-demand refreshes).
+    budget = cycle.config.monthly_budget
+    return budget is not None and _calls_this_month(state, now) >= budget
+
+
+def _calls_this_month(state: TelemetryState, now: datetime) -> int:
+    if state.calls_month != schedule.month_start(now).date():
+        return 0
+    return state.calls_this_month
+
+
+def _record(cycle: _Cycle, pk: Any, result: PollResult, *, crashed: bool = False) -> _Done:
+    now = cycle.clock()
+    state = TelemetryState.objects.select_related("latest_reading").get(vehicle_id=pk)
+    reading = result.reading or state.latest_reading
+    plan = schedule.plan_next_poll(
+        outcome=result.outcome,
+        now=now,
+        config=cycle.config,
+        charging_state=reading.charging_state if reading else None,
+        is_plugged_in=reading.is_plugged_in if reading else None,
+        previous_failures=state.consecutive_failures,
+        retry_after=result.retry_after,
+        calls_this_month=_calls_this_month(state, now),
+        calls_per_poll=result.calls,
+        rng=cycle.rng,
+    )
+    label = error_label(result.error)
+    reason = "crash" if crashed else _failure_reason(result)
+
+    if result.app_rate_limited:
+        cycle.paused.set()
+        until = app_throttle_pause(
+            retry_after=result.retry_after, now=now, config=cycle.config, rng=cycle.rng
+        )
+        logger.warning("poller: Smartcar app rate limit; every poller pauses until %s", until)
+    if result.outcome == Outcome.BILLING:
+        logger.error(
+            "poller: Smartcar BILLING limit for vehicle %s (%s); no polls for it until %s. "
+            "Check the Smartcar plan.",
+            pk,
+            label,
+            plan.next_poll_at,
+        )
+    elif reason == "configuration":
+        logger.error("poller: Smartcar rejected our configuration (%s); check credentials", label)
+
+    if not _write(
+        cycle, pk, now, result.outcome, label, plan.consecutive_failures, plan.next_poll_at
+    ):
+        logger.warning("poller: lease on vehicle %s lost before its result was written", pk)
+    return _Done(kind="polled", reason=reason, outcome=result.outcome, stored=result.stored)
+
+
+def _write(
+    cycle: _Cycle,
+    pk: Any,
+    now: datetime,
+    outcome: str,
+    error: str,
+    failures: int,
+    next_poll_at: datetime | None,
+) -> bool:
+    """Write a vehicle's outcome and release its lease, only if the lease is still ours."""
+    written = TelemetryState.objects.filter(vehicle_id=pk, lease_owner=cycle.owner).update(
+        last_polled_at=now,
+        last_outcome=outcome,
+        last_error=error,
+        consecutive_failures=failures,
+        next_poll_at=next_poll_at,
+        lease_until=None,
+        updated_at=now,
+    )
+    return written == 1
+
+
+def _failure_reason(result: PollResult) -> str:
+    """ "" for success; else why, as the summary groups failures."""
+    if result.outcome in (Outcome.OK, Outcome.UNCHANGED):
+        return ""
+    if isinstance(result.error, SmartcarConfigurationError):
+        return "configuration"
+    return str(result.outcome)
+
+
+def _tally(summary: CycleSummary, done: _Done) -> None:
+    if done.kind == "skipped":
+        summary.skipped[done.reason] += 1
+        return
+    summary.polled += 1
+    summary.outcomes[done.outcome] += 1
+    summary.stored += done.stored
+    if done.reason:
+        summary.failed[done.reason] += 1
