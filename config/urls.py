@@ -11,6 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path(f"{api_prefix}/", include("oauth_smartcar.urls")),
     path("", include("oauth_smartcar.legacy_urls")),
+    path(f"{api_prefix}/", include("telemetry.urls")),
+    path("", include("telemetry.legacy_urls")),
     path(f"{api_prefix}/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path(
         f"{api_prefix}/docs/",

@@ -84,8 +84,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(body, status=HTTPStatus.TOO_MANY_REQUESTS, headers=headers)
     if isinstance(exc, exceptions.APIException):
         # Method not allowed, unsupported media type, not acceptable: DRF's status, our shape.
+        # `exc.detail` is DRF's formatted message (`default_detail` still has `{method}` in it).
         code = exc.default_code if isinstance(exc.default_code, str) else "error"
-        return Response({"error": code, "message": str(exc.default_detail)}, status=exc.status_code)
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
+        return Response({"error": code, "message": str(message)}, status=exc.status_code)
     return None
 
 

@@ -1,0 +1,218 @@
+"""Reads for the telemetry API: a user's vehicles with their latest reading, history, aggregates.
+
+Owns the query shape of every read the API makes: the owner filter (another user's vehicle is
+indistinguishable from a missing one), `select_related` so that a list costs the same number of
+queries for 1 or 1,000 vehicles, keyset pagination over (recorded_at, id) on the
+(vehicle, -recorded_at) index, and bucket aggregates computed in the database.
+
+Must never: write, call Smartcar, or return a row the user does not own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Avg, Count, F, Func, IntegerField, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
+
+from core.errors import NotFoundError
+from telemetry.models import Reading, TelemetryState
+from vehicles.models import SmartcarAccount, Vehicle
+
+# --- Vehicles -----------------------------------------------------------------------------------
+
+
+def vehicle_list_for_user(*, user: User, include_disconnected: bool = False) -> QuerySet[Vehicle]:
+    """The user's vehicles, primary first, each with its account and latest reading joined in."""
+    vehicles = Vehicle.objects.filter(owner=user).select_related(
+        "account", "telemetry_state__latest_reading"
+    )
+    if not include_disconnected:
+        vehicles = vehicles.exclude(status=Vehicle.Status.DISCONNECTED)
+    return vehicles.order_by("-is_primary", "connected_at", "created_at", "pk")
+
+
+def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
+    """One of the user's vehicles (disconnected ones included). Raises NotFoundError for an id
+    that is not a UUID, does not exist, or belongs to someone else: all three look the same."""
+    try:
+        pk = uuid.UUID(str(vehicle_id))
+    except ValueError:
+        raise NotFoundError() from None
+    vehicle = vehicle_list_for_user(user=user, include_disconnected=True).filter(pk=pk).first()
+    if vehicle is None:
+        raise NotFoundError()
+    return vehicle
+
+
+def vehicle_get_default_for_user(*, user: User) -> Vehicle | None:
+    """The vehicle the first seed's `/v1/ev/me/…` endpoints mean: the primary live vehicle, else
+    the earliest-connected live one (linking always sets a primary, so that is a fallback)."""
+    return vehicle_list_for_user(user=user).first()
+
+
+def vehicle_api_status(vehicle: Vehicle) -> str:
+    """What the SPA sees: a live vehicle on an account that needs re-auth needs re-auth too."""
+    account = vehicle.account
+    if (
+        vehicle.status == Vehicle.Status.ACTIVE
+        and account is not None
+        and account.status == SmartcarAccount.Status.NEEDS_REAUTH
+    ):
+        return str(Vehicle.Status.NEEDS_REAUTH)
+    return str(vehicle.status)
+
+
+def vehicle_latest_reading(vehicle: Vehicle) -> Reading | None:
+    """The vehicle's latest reading through TelemetryState's pointer (joined in by the list)."""
+    try:
+        state: TelemetryState = vehicle.telemetry_state
+    except ObjectDoesNotExist:
+        return None
+    return state.latest_reading
+
+
+# --- History ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryPosition:
+    """Where a page ends: the last reading returned, in (recorded_at, id) order."""
+
+    recorded_at: datetime
+    id: int
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    readings: list[Reading]
+    next_position: HistoryPosition | None
+
+
+def reading_history(
+    *,
+    vehicle: Vehicle,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    after: HistoryPosition | None = None,
+) -> HistoryPage:
+    """Readings with start <= recorded_at < end, newest first, `limit` per page.
+
+    Keyset pagination on (recorded_at, id), both descending: a reading stored while someone
+    pages never shifts a page (no duplicates, no gaps), and each page is one index range scan.
+    """
+    readings = Reading.objects.filter(vehicle=vehicle)
+    if start is not None:
+        readings = readings.filter(recorded_at__gte=start)
+    if end is not None:
+        readings = readings.filter(recorded_at__lt=end)
+    if after is not None:
+        readings = readings.filter(
+            Q(recorded_at__lt=after.recorded_at) | Q(recorded_at=after.recorded_at, id__lt=after.id)
+        )
+    rows = list(readings.order_by("-recorded_at", "-id")[: limit + 1])
+    page = rows[:limit]
+    more = len(rows) > limit
+    position = HistoryPosition(page[-1].recorded_at, page[-1].id) if more else None
+    return HistoryPage(readings=page, next_position=position)
+
+
+# --- Buckets ------------------------------------------------------------------------------------
+
+
+class EpochSeconds(Func):
+    """Whole seconds since 1970-01-01 UTC of a datetime column, on SQLite and PostgreSQL."""
+
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django stores aware datetimes as UTC text; strftime('%s') reads them as UTC.
+        return self.as_sql(
+            compiler, connection, template="CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)"
+        )
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="CAST(FLOOR(EXTRACT(EPOCH FROM %(expressions)s)) AS BIGINT)",
+        )
+
+
+def _bucket_start(bucket_seconds: int) -> Any:
+    # Integer division floors for the positive epochs we store, on both databases.
+    return (EpochSeconds("recorded_at") / bucket_seconds) * bucket_seconds
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start_epoch: int
+    readings: int
+    soc_pct_mean: float | None
+    charging_share: float | None
+    last_latitude: float | None
+    last_longitude: float | None
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromtimestamp(self.start_epoch, UTC)
+
+
+def reading_buckets(
+    *, vehicle: Vehicle, start: datetime, end: datetime, bucket_seconds: int
+) -> list[Bucket]:
+    """One aggregate per bucket (aligned to the Unix epoch, UTC) holding readings in [start, end),
+    newest first; buckets without readings are left out.
+
+    Two queries whatever the range: the aggregates, and the last position per bucket (a
+    ROW_NUMBER window over readings that have one). `charging_share` is the share of readings
+    reporting a charging state that say CHARGING (None when none report one).
+    """
+    in_range = Reading.objects.filter(vehicle=vehicle, recorded_at__gte=start, recorded_at__lt=end)
+    aggregates = (
+        in_range.annotate(bucket=_bucket_start(bucket_seconds))
+        .values("bucket")
+        .annotate(
+            readings=Count("id"),
+            soc_pct_mean=Avg("soc_pct"),
+            with_state=Count("id", filter=Q(charging_state__isnull=False)),
+            charging=Count("id", filter=Q(charging_state=Reading.ChargingState.CHARGING)),
+        )
+        .order_by("-bucket")
+    )
+    positions = (
+        in_range.filter(latitude__isnull=False, longitude__isnull=False)
+        .annotate(
+            bucket=_bucket_start(bucket_seconds),
+            rank=Window(
+                RowNumber(),
+                partition_by=[_bucket_start(bucket_seconds)],
+                order_by=[F("recorded_at").desc(), F("id").desc()],
+            ),
+        )
+        .filter(rank=1)
+        .values_list("bucket", "latitude", "longitude")
+    )
+    last_position = {int(bucket): (lat, lon) for bucket, lat, lon in positions}
+    buckets = []
+    for row in aggregates:
+        start_epoch = int(row["bucket"])
+        lat, lon = last_position.get(start_epoch, (None, None))
+        share = row["charging"] / row["with_state"] if row["with_state"] else None
+        buckets.append(
+            Bucket(
+                start_epoch=start_epoch,
+                readings=row["readings"],
+                soc_pct_mean=row["soc_pct_mean"],
+                charging_share=share,
+                last_latitude=lat,
+                last_longitude=lon,
+            )
+        )
+    return buckets
