@@ -12,6 +12,7 @@ urlpatterns = [
     path(f"{api_prefix}/", include("oauth_smartcar.urls")),
     path("", include("oauth_smartcar.legacy_urls")),
     path(f"{api_prefix}/", include("telemetry.urls")),
+    path(f"{api_prefix}/", include("telemetry.webhook_urls")),
     path("", include("telemetry.legacy_urls")),
     path(f"{api_prefix}/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path(

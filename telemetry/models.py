@@ -31,7 +31,8 @@ class Reading(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices)
     soc_pct = models.FloatField(null=True, blank=True)
     range_km = models.FloatField(null=True, blank=True)
-    charging_state = models.CharField(
+    # NULL is "unknown", like every other reading field; the API sends it as null.
+    charging_state = models.CharField(  # noqa: DJ001
         max_length=20, choices=ChargingState.choices, null=True, blank=True
     )
     is_plugged_in = models.BooleanField(null=True, blank=True)
@@ -102,3 +103,6 @@ class AppThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"Smartcar app throttle until {self.paused_until}"
+
+
+from telemetry.models_webhooks import WebhookEvent  # noqa: E402,F401

@@ -26,6 +26,7 @@ def schema() -> dict:
         ("/api/v1/smartcar/redirect", "get", {"302"}),
         ("/oauth/smartcar/callback", "get", {"302"}),
         ("/api/v1/smartcar/oauth-done", "get", {"200", "400"}),
+        ("/api/v1/smartcar/webhook", "post", {"200", "400", "401", "405", "413", "503"}),
     ],
 )
 def test_schema_documents_endpoint_and_errors(schema, path, method, statuses):

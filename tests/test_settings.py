@@ -18,6 +18,7 @@ PRODUCTION_ENV = {
     "SMARTCAR_CLIENT_SECRET": "client-secret",
     "SMARTCAR_REDIRECT_URI": "https://api.example.com/api/v1/smartcar/redirect",
     "ALLOWED_HOSTS": "api.example.com",
+    "SMARTCAR_MANAGEMENT_TOKEN": "prod-like-management-token",
 }
 
 

@@ -1,0 +1,74 @@
+"""`manage.py process_webhooks`: process stored Smartcar webhook events again, or prune old ones.
+
+Thin over `telemetry.services.webhooks`. `--retry-failed` takes failed events and events left
+`received` for longer than `--stale-seconds` (the server stopped between storing and processing);
+`--event ID` processes one event again whatever its status (our row id or Smartcar's eventId);
+`--prune-days N` deletes events received more than N days ago and refuses N < 7 (Smartcar asks
+receivers to remember event ids for 7 days). Run it from cron, e.g. every 5 minutes with
+`--retry-failed` and daily with `--prune-days 30`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from telemetry.models import WebhookEvent
+from telemetry.services.webhooks import (
+    MIN_RETENTION_DAYS,
+    webhook_event_process,
+    webhook_events_prune,
+    webhook_events_retry,
+)
+
+
+class Command(BaseCommand):
+    help = "Process failed or stuck Smartcar webhook events again; prune old events."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--retry-failed", action="store_true", dest="retry_failed")
+        parser.add_argument("--event", metavar="ID", help="Our event row id or Smartcar's eventId.")
+        parser.add_argument("--prune-days", type=int, metavar="DAYS", dest="prune_days")
+        parser.add_argument("--limit", type=int, default=500, help="Events per --retry-failed run.")
+        parser.add_argument(
+            "--stale-seconds",
+            type=int,
+            default=300,
+            dest="stale_seconds",
+            help="Retry `received` events older than this (default 300).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not (options["retry_failed"] or options["event"] or options["prune_days"] is not None):
+            raise CommandError("Give --retry-failed, --event ID and/or --prune-days DAYS.")
+        if options["prune_days"] is not None and options["prune_days"] < MIN_RETENTION_DAYS:
+            raise CommandError(f"--prune-days must be at least {MIN_RETENTION_DAYS}.")
+        if options["limit"] < 1 or options["stale_seconds"] < 0:
+            raise CommandError("--limit must be at least 1 and --stale-seconds not negative.")
+
+        if options["event"]:
+            event = _find(options["event"])
+            status = webhook_event_process(event=event, force=True)
+            self.stdout.write(f"Event {event.pk} ({event.event_type}): {status}.")
+        if options["retry_failed"]:
+            counts = webhook_events_retry(
+                stale_after=timedelta(seconds=options["stale_seconds"]), limit=options["limit"]
+            )
+            summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+            self.stdout.write(f"Retried {sum(counts.values())} events: {summary or 'none'}.")
+        if options["prune_days"] is not None:
+            deleted = webhook_events_prune(older_than_days=options["prune_days"])
+            self.stdout.write(
+                f"Deleted {deleted} webhook events older than {options['prune_days']} days."
+            )
+
+
+def _find(identifier: str) -> WebhookEvent:
+    event = WebhookEvent.objects.filter(event_id=identifier).first()
+    if event is None and identifier.isdigit():
+        event = WebhookEvent.objects.filter(pk=int(identifier)).first()
+    if event is None:
+        raise CommandError("No such webhook event.")
+    return event
