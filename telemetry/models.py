@@ -43,10 +43,14 @@ class Reading(models.Model):
     field_errors = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["vehicle", "-recorded_at"], name="reading_vehicle_recorded"),
-            models.Index(fields=["recorded_at"], name="reading_recorded"),
+        constraints = [
+            # One snapshot per vehicle time, whichever path (poll, webhook) stored it first.
+            # Its index on (vehicle, recorded_at) also serves history queries, newest first.
+            models.UniqueConstraint(
+                fields=["vehicle", "recorded_at"], name="unique_reading_per_vehicle_time"
+            ),
         ]
+        indexes = [models.Index(fields=["recorded_at"], name="reading_recorded")]
 
     def __str__(self) -> str:
         return f"{self.vehicle_id} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
@@ -134,7 +135,7 @@ def telemetry_store_reading(
         twin = Reading.objects.filter(vehicle_id=vehicle.pk, recorded_at=recorded).first()
         if twin is not None:
             return twin, False
-    reading = Reading.objects.create(
+    reading = Reading(
         vehicle=vehicle,
         recorded_at=recorded,
         received_at=received,
@@ -148,6 +149,11 @@ def telemetry_store_reading(
         odometer_km=data.odometer_km,
         field_errors=dict(data.field_errors),
     )
+    try:
+        _insert(reading)
+    except IntegrityError:
+        # A webhook and a poll stored the same vehicle time at the same instant: one row wins.
+        return Reading.objects.get(vehicle_id=vehicle.pk, recorded_at=recorded), False
     # The condition is checked against the row as it is when the UPDATE runs, not as we read it.
     older_latest = Exists(
         Reading.objects.filter(pk=OuterRef("latest_reading_id"), recorded_at__lt=recorded)
@@ -156,6 +162,16 @@ def telemetry_store_reading(
         Q(latest_reading_id__isnull=True) | older_latest
     ).update(latest_reading=reading, updated_at=timezone.now())
     return reading, True
+
+
+def _insert(reading: Reading) -> None:
+    # Inside a caller's transaction a failed INSERT must not poison it: use a savepoint there.
+    # Outside one (the poller's hot path), a plain INSERT costs no BEGIN/SAVEPOINT statements.
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            reading.save(force_insert=True)
+    else:
+        reading.save(force_insert=True)
 
 
 # --- reading ------------------------------------------------------------------------------------

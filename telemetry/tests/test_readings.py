@@ -321,6 +321,8 @@ def test_v2_calls_counter_restarts_at_a_new_month(v2, vehicle, smartcar_api):
     assert state_of(vehicle).calls_this_month == 8
 
 
+# Transactional, so the poll runs in autocommit as the poller's does (no test savepoints).
+@pytest.mark.django_db(transaction=True)
 def test_v2_query_count_per_poll_is_small(v2, vehicle, smartcar_api, django_assert_max_num_queries):
     smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
     TelemetryState.objects.create(vehicle=vehicle)
@@ -668,3 +670,19 @@ def test_calls_are_counted_even_when_storing_fails(v2, vehicle, smartcar_api, mo
         telemetry_poll_vehicle(vehicle=vehicle)
 
     assert state_of(vehicle).calls_this_month == 4
+
+
+def test_a_concurrent_twin_insert_returns_the_stored_reading(vehicle, monkeypatch):
+    """Two writers (a webhook and a poll) storing the same vehicle time: one row, no error."""
+    data = ReadingData(recorded_at=datetime(2025, 3, 1, 12, 0, tzinfo=UTC), soc_pct=50.0)
+    first, _ = telemetry_store_reading(vehicle=vehicle, data=data, source="poll")
+    # The other writer read the state before the first row landed.
+    monkeypatch.setattr(
+        "telemetry.services.readings._state_for",
+        lambda vehicle: TelemetryState(vehicle=vehicle, latest_reading=None),
+    )
+
+    second, stored = telemetry_store_reading(vehicle=vehicle, data=data, source="webhook")
+
+    assert (second.pk, stored) == (first.pk, False)
+    assert Reading.objects.filter(vehicle=vehicle).count() == 1

@@ -441,6 +441,8 @@ def test_a_long_event_id_is_kept_as_its_hash(client):
     assert WebhookEvent.objects.get().event_id.startswith("sha256:")
 
 
+# Transactional, so each delivery runs in autocommit as in production (no test savepoints).
+@pytest.mark.django_db(transaction=True)
 def test_two_hundred_deliveries_stay_on_a_small_query_budget(
     client, vehicle, django_assert_max_num_queries
 ):
