@@ -8,11 +8,12 @@ differently, `unauthenticated_body_order`.
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import wraps
 from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from rest_framework import exceptions
 from rest_framework.decorators import api_view
@@ -113,9 +114,17 @@ class FirstRendererNegotiation(BaseContentNegotiation):
 
 
 def browser_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A GET view for the browser or Smartcar: no JWT, not cached, any Accept header."""
-    view.content_negotiation_class = FirstRendererNegotiation  # type: ignore[attr-defined]
-    wrapped = api_view(["GET"])(never_cache(view))
+    """A GET view for the browser or Smartcar: no JWT, not cached, any Accept header, and
+    `Referrer-Policy: no-referrer` (its URLs and Locations may carry OAuth codes and states)."""
+
+    @wraps(view)
+    def no_referrer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    no_referrer.content_negotiation_class = FirstRendererNegotiation  # type: ignore[attr-defined]
+    wrapped = api_view(["GET"])(never_cache(no_referrer))
     wrapped.cls.authentication_classes = []
     wrapped.cls.permission_classes = []
     return wrapped

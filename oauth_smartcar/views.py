@@ -2,7 +2,7 @@
 
 These never answer 500 for anything the browser or Smartcar sends: every outcome is a redirect
 to a handoff URL from settings or a rendered page. Every response here sends
-`Referrer-Policy: no-referrer` (SecurityMiddleware) and is not cached.
+`Referrer-Policy: no-referrer` (core.api.browser_view) and is not cached.
 """
 
 import re
