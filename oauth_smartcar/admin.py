@@ -1,24 +1,39 @@
-"""Read-only admin for Connect attempts: "why did my car not link?" in one search."""
+"""Read-only admin for Connect attempts: "why did my car not link?" in one search.
+
+Smartcar's error code and description are shown as plain, auto-escaped text. Must never show
+the stored digests (state, ticket, browser binding, code) or `redirect_url`, which for the
+recovery hand-off carries the authorization code.
+"""
 
 from django.contrib import admin
 
 from oauth_smartcar.models import ConnectAttempt
+from vehicles.admin_roles import ReadOnlyAdmin
 
 
 @admin.register(ConnectAttempt)
-class ConnectAttemptAdmin(admin.ModelAdmin):
+class ConnectAttemptAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
-        "user",
+        "user_email",
+        "user_id_display",
         "channel",
         "outcome",
         "error_code",
+        "error_description",
         "smartcar_user_id",
         "completed_at",
     )
-    list_filter = ("outcome", "channel", "error_code")
+    list_filter = ("outcome", "channel", ("created_at", admin.DateFieldListFilter), "error_code")
     list_select_related = ("user",)
-    search_fields = ("user__username", "user__email", "smartcar_user_id", "error_code")
+    # "…__exact" on the integer id: Django compares it as text, so any search term is safe.
+    search_fields = (
+        "user__email",
+        "user__username",
+        "user__id__exact",
+        "smartcar_user_id",
+        "error_code",
+    )
     date_hierarchy = "created_at"
     fields = (
         "id",
@@ -40,8 +55,10 @@ class ConnectAttemptAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    def has_add_permission(self, request: object) -> bool:
-        return False
+    @admin.display(description="User email", ordering="user__email")
+    def user_email(self, attempt: ConnectAttempt) -> str:
+        return attempt.user.email
 
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
-        return False
+    @admin.display(description="User id", ordering="user_id")
+    def user_id_display(self, attempt: ConnectAttempt) -> int:
+        return attempt.user_id

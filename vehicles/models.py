@@ -101,6 +101,8 @@ class Vehicle(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["owner", "status"], name="vehicle_owner_status")]
+        # The admin's "poll now": the support group has it, changing data stays superuser-only.
+        permissions = [("poll_vehicle", "Can poll a vehicle now from the admin")]
 
     def __str__(self) -> str:
         label = " ".join(str(part) for part in (self.year, self.make, self.model) if part)
