@@ -80,6 +80,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "tokenUrl": reverse("demo:token"),
             "loginUrl": reverse("smartcar:login"),
             "completeConnectUrl": reverse("smartcar:complete-connect"),
+            "vehiclesUrl": reverse("telemetry:vehicle-list"),
         },
     }
     response = render(request, "demo/home.html", context)

@@ -65,6 +65,13 @@ def test_happy_path_links_the_chosen_vehicles_and_shows_them(page, site):
     assert sorted(v.smartcar_vehicle_id for v in vehicles) == sorted(vehicle_ids)
     assert all(v.make == make and len(v.vin) == 17 for v in vehicles)
     assert str(vehicles.get(pk=shown_vehicle).pk) == shown_vehicle
+    # The page lists the linked vehicles from GET …/vehicles, as a real SPA would.
+    page.wait_for_selector("#vehicles li.vehicle")
+    listed = page.eval_on_selector_all(
+        "#vehicles li.vehicle", "items => items.map(i => i.dataset.vehicleId)"
+    )
+    assert sorted(listed) == sorted(str(v.pk) for v in vehicles)
+    assert make in page.text_content("#vehicles")
     attempt = ConnectAttempt.objects.get(user=user)
     assert attempt.outcome == ConnectAttempt.Outcome.LINKED
     # The redirect handler removes the browser-binding cookie once it has been used.
