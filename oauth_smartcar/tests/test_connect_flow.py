@@ -559,7 +559,7 @@ def test_no_input_changes_where_the_browser_goes(target, api_client, smartcar_ap
     settings.SMARTCAR_APP_HANDOFF_URL = "https://spa.example/return"
     sc.link_ok(smartcar_api)
     browser, state = begin(api_client)
-    hostile = {name: target for name in ("next", "return_to", "redirect_uri", "redirect", "url")}
+    hostile = dict.fromkeys(("next", "return_to", "redirect_uri", "redirect", "url"), target)
 
     response = browser.get(REDIRECT, {"code": "code-123", "state": state, **hostile})
 
