@@ -3,6 +3,8 @@
 import pytest
 import responses
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
 from rest_framework.test import APIClient
 
 from core.jwt_tokens import issue_jwt
@@ -39,3 +41,22 @@ def smartcar_api():
     """Every HTTP call to Smartcar goes through this mock; unmocked calls fail the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+
+
+def browser_for(user) -> Client:
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.fixture
+def superuser_browser() -> Client:
+    return browser_for(get_user_model().objects.create_superuser("root", "root@example.com", "x"))
+
+
+@pytest.fixture
+def support_browser() -> Client:
+    """A staff user in the `support` group, exactly as the data migration made it."""
+    staff = get_user_model().objects.create_user("helpdesk", "help@example.com", is_staff=True)
+    staff.groups.add(Group.objects.get(name="support"))
+    return browser_for(staff)

@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import (
@@ -143,34 +144,9 @@ class VehicleAdmin(SuperuserWritesAdmin):
             },
         ),
     )
-    readonly_fields = (
-        "id",
-        "smartcar_vehicle_id",
-        "owner_display",
-        "account_display",
-        "make",
-        "model",
-        "year",
-        "vin_masked",
-        "status",
-        "connected_at",
-        "disconnected_at",
-        "last_reading_at",
-        "last_received_at",
-        "soc",
-        "range_km",
-        "charging_state",
-        "plugged_in",
-        "last_position",
-        "odometer_km",
-        "field_errors",
-        "next_poll_at",
-        "last_polled_at",
-        "last_outcome",
-        "last_error",
-        "consecutive_failures",
-        "calls_this_month",
-        "account_status",
+    # Everything shown is read-only but the two fields a superuser may edit.
+    readonly_fields = tuple(
+        name for name in flatten_fieldsets(fieldsets) if name not in ("nickname", "is_primary")
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Vehicle]:

@@ -5,8 +5,6 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,24 +16,6 @@ pytestmark = pytest.mark.django_db
 
 LIST_URL = "/admin/oauth_smartcar/connectattempt/"
 CODE = "c0de-From-Smartcar-admin-1"
-
-
-def browser_for(user) -> Client:
-    browser = Client()
-    browser.force_login(user)
-    return browser
-
-
-@pytest.fixture
-def superuser_browser():
-    return browser_for(get_user_model().objects.create_superuser("root", "root@example.com", "x"))
-
-
-@pytest.fixture
-def support_browser():
-    staff = get_user_model().objects.create_user("helpdesk", "help@example.com", is_staff=True)
-    staff.groups.add(Group.objects.get(name="support"))
-    return browser_for(staff)
 
 
 def attempt(user, **fields) -> ConnectAttempt:

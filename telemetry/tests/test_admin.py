@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from conftest import browser_for
 from oauth_smartcar.models import ConnectAttempt
 from telemetry.admin_charts import BOTTOM, HEIGHT, LEFT, MAX_POINTS, TOP, WIDTH, soc_chart_svg
 from telemetry.admin_display import masked_vin
@@ -31,25 +32,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BATCH_URL = "https://api.smartcar.test/v2.0/vehicles/vid-1/batch"
 DISCONNECT_URL = "https://api.smartcar.test/v2.0/vehicles/vid-1/application"
 VIN = "5YJ3E1EA7KF317000"
-
-
-def browser_for(user) -> Client:
-    browser = Client()
-    browser.force_login(user)
-    return browser
-
-
-@pytest.fixture
-def superuser_browser():
-    return browser_for(get_user_model().objects.create_superuser("root", "root@example.com", "x"))
-
-
-@pytest.fixture
-def support_browser():
-    """A staff user in the `support` group, exactly as the data migration made it."""
-    staff = get_user_model().objects.create_user("helpdesk", "help@example.com", is_staff=True)
-    staff.groups.add(Group.objects.get(name="support"))
-    return browser_for(staff)
 
 
 @pytest.fixture

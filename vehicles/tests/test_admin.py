@@ -10,7 +10,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -25,24 +24,6 @@ REFRESH = "refresh-PLAIN-admin-0001"
 CODE = "code-PLAIN-admin-0001"
 ACCOUNTS_URL = "/admin/vehicles/smartcaraccount/"
 SUPPORT_APPS = {"vehicles", "oauth_smartcar", "telemetry"}
-
-
-def browser_for(user) -> Client:
-    browser = Client()
-    browser.force_login(user)
-    return browser
-
-
-@pytest.fixture
-def superuser_browser():
-    return browser_for(get_user_model().objects.create_superuser("root", "root@example.com", "x"))
-
-
-@pytest.fixture
-def support_browser():
-    staff = get_user_model().objects.create_user("helpdesk", "help@example.com", is_staff=True)
-    staff.groups.add(Group.objects.get(name="support"))
-    return browser_for(staff)
 
 
 @pytest.fixture
