@@ -123,6 +123,7 @@ def test_page_is_self_contained_with_a_nonce_csp():
         "tokenUrl": TOKEN_URL,
         "loginUrl": "/api/v1/smartcar/login",
         "completeConnectUrl": "/api/v1/smartcar/complete-connect",
+        "vehiclesUrl": "/api/v1/vehicles",
     }
 
 
