@@ -1,0 +1,343 @@
+"""API load: the app under gunicorn (sync workers) on a fresh SQLite or PostgreSQL database,
+driven by a threaded client at 4 and 16 connections for a fixed number of requests per endpoint.
+
+Data: U users, each with a Smartcar account, a vehicle and a latest reading; H of the vehicles
+also carry D days of 1-minute readings (history). Endpoints: `GET /api/v1/vehicles`,
+`…/telemetry/latest`, `…/telemetry?bucket=1h` over the last 7 days of a history vehicle, and
+`POST /api/v1/smartcar/webhook` (signed VEHICLE_STATE events, each new), plus the ceiling
+(`/bench/ceiling`, bench/urls.py: a bare Django view that decodes the JWT and reads one row).
+Prints req/s, p50, p99, errors and each endpoint's ratio to the ceiling; writes
+bench/results/api_load-<db>.json. The client runs on the same machine and competes for CPU.
+
+    /tmp/v/bin/python bench/api_load.py                                    # quick
+    /tmp/v/bin/python bench/api_load.py --users 10000 --history-vehicles 3 --history-days 365 \\
+        --requests 3000 --database-url postgres://postgres@127.0.0.1/bench  # full
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+
+SETTINGS = "bench.settings"
+
+
+def seed(users: int, history_vehicles: int, history_days: int) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from telemetry.models import Reading, TelemetryState
+    from vehicles.models import SmartcarAccount, Vehicle
+
+    now = timezone.now().replace(second=0, microsecond=0)
+    user_model = get_user_model()
+    user_model.objects.bulk_create(
+        [user_model(username=f"load-{i}", email=f"load-{i}@example.test") for i in range(users)],
+        batch_size=2000,
+    )
+    by_name = {u.username: u for u in user_model.objects.filter(username__startswith="load-")}
+    SmartcarAccount.objects.bulk_create(
+        [
+            SmartcarAccount(
+                smartcar_user_id=f"load-sc-{i}",
+                owner=by_name[f"load-{i}"],
+                access_token=f"access-{i}",
+                refresh_token=f"refresh-{i}",
+                access_expires_at=now + timedelta(hours=2),
+                refresh_expires_at=now + timedelta(days=60),
+                last_refreshed_at=now,
+                scopes=["read_battery", "read_charge", "read_location", "read_odometer"],
+            )
+            for i in range(users)
+        ],
+        batch_size=2000,
+    )
+    accounts = {a.smartcar_user_id: a for a in SmartcarAccount.objects.all()}
+    Vehicle.objects.bulk_create(
+        [
+            Vehicle(
+                smartcar_vehicle_id=f"load-vid-{i}",
+                owner=by_name[f"load-{i}"],
+                account=accounts[f"load-sc-{i}"],
+                make="TESLA",
+                model="Model 3",
+                year=2022,
+                is_primary=True,
+                connected_at=now,
+            )
+            for i in range(users)
+        ],
+        batch_size=2000,
+    )
+    vehicles = {v.smartcar_vehicle_id: v for v in Vehicle.objects.all()}
+
+    def reading(vehicle: Any, at: Any, minute: int) -> Any:
+        return Reading(
+            vehicle=vehicle,
+            recorded_at=at,
+            received_at=at,
+            source="poll",
+            soc_pct=20 + (minute % 800) / 10,
+            range_km=100 + minute % 300,
+            charging_state="NOT_CHARGING",
+            is_plugged_in=False,
+            latitude=52.5,
+            longitude=13.4,
+            odometer_km=10_000 + minute / 60,
+        )
+
+    started = time.monotonic()
+    history_rows = 0
+    minutes = history_days * 24 * 60
+    for h in range(history_vehicles):
+        vehicle = vehicles[f"load-vid-{h}"]
+        for chunk in range(0, minutes, 10_000):
+            rows = [
+                reading(vehicle, now - timedelta(minutes=m), m)
+                for m in range(chunk, min(minutes, chunk + 10_000))
+            ]
+            Reading.objects.bulk_create(rows, batch_size=5000)
+            history_rows += len(rows)
+    Reading.objects.bulk_create(
+        [reading(vehicles[f"load-vid-{i}"], now, i) for i in range(history_vehicles, users)],
+        batch_size=2000,
+    )
+    latest = {}
+    for vehicle_id, reading_id in Reading.objects.filter(recorded_at=now).values_list(
+        "vehicle_id", "id"
+    ):
+        latest[vehicle_id] = reading_id
+    TelemetryState.objects.bulk_create(
+        [TelemetryState(vehicle_id=v, latest_reading_id=r) for v, r in latest.items()],
+        batch_size=2000,
+    )
+    return {
+        "historyRows": history_rows,
+        "historySeedSeconds": round(time.monotonic() - started, 1),
+        "vehicles": {v.smartcar_vehicle_id: str(v.pk) for v in vehicles.values()},
+    }
+
+
+def start_gunicorn(workers: int, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _common.free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    process = subprocess.Popen(  # noqa: S603 - our own scripts and venv
+        [
+            str(gunicorn),
+            "config.wsgi:application",
+            f"--workers={workers}",
+            "--worker-class=sync",
+            f"--bind=127.0.0.1:{port}",
+            "--log-level=warning",
+            "--error-logfile=-",
+        ],
+        cwd=_common.REPO_ROOT,
+        env=env,
+    )
+    _common.wait_for_port(port, timeout=60, process=process)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def load(
+    base: str, make_request: Callable[[Any, int], Any], total: int, connections: int
+) -> dict[str, Any]:
+    """`total` requests over `connections` threads (one keep-alive session each)."""
+    import requests
+
+    latencies: list[float] = []
+    errors: list[int] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        with requests.Session() as session:
+            mine: list[float] = []
+            bad: list[int] = []
+            while True:
+                with lock:
+                    n = next(counter, None)
+                if n is None:
+                    break
+                t0 = time.perf_counter()
+                try:
+                    status = make_request(session, n).status_code
+                except requests.RequestException:
+                    status = 0
+                mine.append(time.perf_counter() - t0)
+                if not 200 <= status < 300:
+                    bad.append(status)
+            with lock:
+                latencies.extend(mine)
+                errors.extend(bad)
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": total,
+        "connections": connections,
+        "seconds": round(seconds, 3),
+        "reqPerSecond": round(total / seconds, 1),
+        "p50Ms": round(_common.percentile(latencies, 50) * 1000, 1),
+        "p99Ms": round(_common.percentile(latencies, 99) * 1000, 1),
+        "errors": len(errors),
+        "errorStatuses": sorted(set(errors)),
+    }
+
+
+def endpoints(base: str, seeded: dict[str, Any], users: int, history_vehicles: int) -> dict:
+    from core.jwt_tokens import issue_jwt
+    from telemetry.tests.webhook_support import serialize, sign, state_event
+
+    sample = min(users, 500)
+    jwts = [issue_jwt(f"load-{i}") for i in range(sample)]
+    vehicle_of = [seeded["vehicles"][f"load-vid-{i}"] for i in range(sample)]
+    history = max(1, history_vehicles)
+
+    def auth(i: int) -> dict[str, str]:
+        return {"Authorization": f"Bearer {jwts[i]}"}
+
+    def webhook(session: Any, n: int) -> Any:
+        body = serialize(
+            state_event(
+                f"load-vid-{n % sample}", soc=50 + n % 40, oem_ms=1_740_000_000_000 + n * 1000
+            )
+        )
+        return session.post(
+            f"{base}/api/v1/smartcar/webhook",
+            data=body,
+            timeout=30,
+            headers={"SC-Signature": sign(body), "Content-Type": "application/json"},
+        )
+
+    return {
+        "ceiling": lambda s, n: s.get(
+            f"{base}/bench/ceiling", headers=auth(n % sample), timeout=30
+        ),
+        "vehicles": lambda s, n: s.get(
+            f"{base}/api/v1/vehicles", headers=auth(n % sample), timeout=30
+        ),
+        "latest": lambda s, n: s.get(
+            f"{base}/api/v1/vehicles/{vehicle_of[n % sample]}/telemetry/latest",
+            headers=auth(n % sample),
+            timeout=30,
+        ),
+        "history_7d_1h": lambda s, n: s.get(
+            f"{base}/api/v1/vehicles/{vehicle_of[n % history]}/telemetry?bucket=1h",
+            headers=auth(n % history),
+            timeout=30,
+        ),
+        "history_page_100": lambda s, n: s.get(
+            f"{base}/api/v1/vehicles/{vehicle_of[n % history]}/telemetry?limit=100",
+            headers=auth(n % history),
+            timeout=30,
+        ),
+        "webhook": webhook,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=1000, help="users/vehicles (default 1000)")
+    parser.add_argument("--history-vehicles", type=int, default=1, help="default 1")
+    parser.add_argument("--history-days", type=int, default=30, help="1-minute readings (30)")
+    parser.add_argument("--requests", type=int, default=400, help="per endpoint and level (400)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--gunicorn-workers", type=int, default=2)
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL; default SQLite")
+    args = parser.parse_args()
+
+    vendor = _common.setup_django(args.database_url, settings_module=SETTINGS)
+    _common.create_database("api")
+    try:
+        db_version = _common.database_version()
+        t0 = time.monotonic()
+        seeded = seed(args.users, args.history_vehicles, args.history_days)
+        seed_seconds = time.monotonic() - t0
+        from django.db import connection
+
+        connection.close()
+        server, base = start_gunicorn(args.gunicorn_workers, _common.database_url())
+        try:
+            calls = endpoints(base, seeded, args.users, args.history_vehicles)
+            for _name, call in calls.items():  # warm-up: imports, connections, caches
+                load(base, call, 20, 2)
+            runs = []
+            for connections in args.connections:
+                for name, call in calls.items():
+                    result = load(base, call, args.requests, connections)
+                    runs.append({"endpoint": name, **result})
+        finally:
+            _common.stop_process(server)
+    finally:
+        _common.destroy_database()
+
+    ceilings = {r["connections"]: r["reqPerSecond"] for r in runs if r["endpoint"] == "ceiling"}
+    for run in runs:
+        run["ratioToCeiling"] = round(run["reqPerSecond"] / ceilings[run["connections"]], 2)
+    print(
+        f"\napi_load on {db_version}, gunicorn {args.gunicorn_workers} sync workers, "
+        f"{args.users} users, history {args.history_vehicles} x {args.history_days} days "
+        f"({seeded['historyRows']} rows), {args.requests} requests per row; client on the "
+        "same CPU"
+    )
+    print(
+        _common.table(
+            ["endpoint", "conns", "req/s", "p50 ms", "p99 ms", "errors", "ratio to ceiling"],
+            [
+                [
+                    r["endpoint"],
+                    r["connections"],
+                    r["reqPerSecond"],
+                    r["p50Ms"],
+                    r["p99Ms"],
+                    r["errors"],
+                    r["ratioToCeiling"],
+                ]
+                for r in runs
+            ],
+        )
+    )
+    path = _common.write_results(
+        f"api_load-{vendor}",
+        {
+            "database": db_version,
+            "users": args.users,
+            "historyVehicles": args.history_vehicles,
+            "historyDays": args.history_days,
+            "historyRows": seeded["historyRows"],
+            "seedSeconds": round(seed_seconds, 1),
+            "gunicornWorkers": args.gunicorn_workers,
+            "runs": runs,
+        },
+    )
+    print(f"\nwrote {path.relative_to(_common.REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
