@@ -52,6 +52,14 @@ class UpstreamError(ApplicationError):
     http_status = HTTPStatus.BAD_GATEWAY
 
 
+class UpstreamTimeoutError(UpstreamError):
+    """Smartcar did not answer within our read timeout (a 504: we were the gateway)."""
+
+    code = "smartcar_timeout"
+    message = "Smartcar did not answer in time. Please try again later."
+    http_status = HTTPStatus.GATEWAY_TIMEOUT
+
+
 class ReconnectRequiredError(ApplicationError):
     """The Smartcar grant cannot be used any more; the person must run Connect again."""
 

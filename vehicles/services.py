@@ -14,8 +14,13 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from core.errors import ApplicationError, ReconnectRequiredError, UpstreamError
-from smartcar_client.errors import SmartcarError, SmartcarReauthRequiredError
+from core.errors import (
+    ApplicationError,
+    ReconnectRequiredError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from smartcar_client.errors import TIMEOUT, SmartcarError, SmartcarReauthRequiredError
 from smartcar_client.factory import client_from_settings
 from smartcar_client.types import TokenSet
 from vehicles.models import SmartcarAccount, Vehicle
@@ -287,7 +292,9 @@ def _revoke_at_smartcar(*, account: SmartcarAccount, smartcar_vehicle_id: str) -
         # Access was already revoked (or the grant is dead): nothing left to revoke there.
         return
     except SmartcarError as exc:
-        raise UpstreamError() from exc
+        # Unknown whether Smartcar acted on a request that timed out: nothing changes here
+        # either way, and the person may simply try again.
+        raise (UpstreamTimeoutError() if exc.type == TIMEOUT else UpstreamError()) from exc
 
 
 @transaction.atomic

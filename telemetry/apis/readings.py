@@ -71,6 +71,7 @@ class TelemetryLatestApi(APIView):
             ),
             429: error("`rate_limited`: refreshed moments ago; see the Retry-After header."),
             502: error("`smartcar_error`: Smartcar failed or could not be reached (refresh only)."),
+            504: error("`smartcar_timeout`: Smartcar did not answer in time (refresh only)."),
         },
         tags=["telemetry"],
     )

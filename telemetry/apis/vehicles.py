@@ -132,7 +132,7 @@ class VehicleDetailApi(APIView):
         description="Revokes our access at Smartcar, then marks the vehicle disconnected (its "
         "history stays). When it was the last live vehicle of its Smartcar account, the "
         "account's tokens are deleted. If Smartcar says access was already revoked, the vehicle "
-        "is disconnected anyway; if Smartcar is down, nothing changes (502). Repeating it is a "
+        "is disconnected anyway; if Smartcar is down, nothing changes (502, or 504 when it did not answer in time). Repeating it is a "
         "no-op.",
         parameters=[VEHICLE_ID],
         request=None,
@@ -141,6 +141,7 @@ class VehicleDetailApi(APIView):
             401: error(UNAUTHENTICATED),
             404: error(VEHICLE_NOT_FOUND),
             502: error("`smartcar_error`: Smartcar failed or could not be reached; try again."),
+            504: error("`smartcar_timeout`: Smartcar did not answer in time; try again."),
         },
         tags=["vehicles"],
     )

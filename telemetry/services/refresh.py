@@ -18,7 +18,14 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import ApplicationError, NotFoundError, ReconnectRequiredError, UpstreamError
+from core.errors import (
+    ApplicationError,
+    NotFoundError,
+    ReconnectRequiredError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from smartcar_client.errors import TIMEOUT, SmartcarError
 from telemetry.models import Reading, TelemetryState
 from telemetry.selectors import vehicle_api_status, vehicle_latest_reading
 from telemetry.services.readings import PollResult, telemetry_poll_vehicle
@@ -45,21 +52,23 @@ def telemetry_refresh(*, vehicle: Vehicle) -> Reading:
 
     Raises VehicleDisconnectedError / ReconnectRequiredError (409) when it cannot be polled,
     RefreshRateLimitedError (429, Retry-After) within TELEMETRY_MANUAL_REFRESH_SECONDS of the
-    last on-demand poll, UpstreamError (502) when Smartcar fails, NoTelemetryError (404) when
-    the poll succeeded but nothing was ever stored.
+    last on-demand poll, UpstreamTimeoutError (504) when Smartcar did not answer in time,
+    UpstreamError (502) when it failed otherwise, NoTelemetryError (404) when the poll succeeded
+    but nothing was ever stored.
     """
     _check_pollable(vehicle)
     window = settings.TELEMETRY_MANUAL_REFRESH_SECONDS
     if not _claim(vehicle, window):
         raise RefreshRateLimitedError(headers={"Retry-After": str(_seconds_left(vehicle, window))})
-    return _poll(vehicle)
+    return _poll(vehicle, timeout_is_504=True)
 
 
 def telemetry_latest_or_poll(*, vehicle: Vehicle) -> Reading:
     """The first seed's `latest`: the stored reading if we received it within
     TELEMETRY_LATEST_MAX_AGE seconds, else a live poll. Another on-demand poll within that age
     (this one's or `?refresh=true`'s) counts as fresh: we return what we have instead of calling
-    Smartcar again. Raises like `telemetry_refresh`, but never 429."""
+    Smartcar again. Raises like `telemetry_refresh`, but never 429, and a timeout is a 502 as
+    the first seed documents ("Smartcar API error or network failure")."""
     max_age = settings.TELEMETRY_LATEST_MAX_AGE
     latest = vehicle_latest_reading(vehicle)
     if latest is not None and latest.received_at >= timezone.now() - timedelta(seconds=max_age):
@@ -69,7 +78,7 @@ def telemetry_latest_or_poll(*, vehicle: Vehicle) -> Reading:
         if latest is None:
             raise NoTelemetryError()
         return latest
-    return _poll(vehicle)
+    return _poll(vehicle, timeout_is_504=False)
 
 
 def _check_pollable(vehicle: Vehicle) -> None:
@@ -104,14 +113,14 @@ def _seconds_left(vehicle: Vehicle, window_seconds: int) -> int:
     return max(1, math.ceil(left))
 
 
-def _poll(vehicle: Vehicle) -> Reading:
+def _poll(vehicle: Vehicle, *, timeout_is_504: bool) -> Reading:
     result = telemetry_poll_vehicle(vehicle=vehicle, source=Reading.Source.REFRESH)
     if result.outcome in _OK_OUTCOMES:
         reading = result.reading or _stored_latest(vehicle)
         if reading is None:
             raise NoTelemetryError()
         return reading
-    raise _poll_error(result)
+    raise _poll_error(result, timeout_is_504=timeout_is_504)
 
 
 def _stored_latest(vehicle: Vehicle) -> Reading | None:
@@ -119,10 +128,12 @@ def _stored_latest(vehicle: Vehicle) -> Reading | None:
     return state.latest_reading if state is not None else None
 
 
-def _poll_error(result: PollResult) -> ApplicationError:
+def _poll_error(result: PollResult, *, timeout_is_504: bool) -> ApplicationError:
     if result.outcome == TelemetryState.Outcome.REAUTH or isinstance(
         result.error, ReconnectRequiredError
     ):
         return ReconnectRequiredError()
     headers = {"Retry-After": str(result.retry_after)} if result.retry_after else None
+    if timeout_is_504 and isinstance(result.error, SmartcarError) and result.error.type == TIMEOUT:
+        return UpstreamTimeoutError(headers=headers)
     return UpstreamError(headers=headers)

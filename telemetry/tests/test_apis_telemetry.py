@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 
 import pytest
+import requests
 from django.utils import timezone
 
 from telemetry.models import Reading, TelemetryState
@@ -143,6 +144,19 @@ def test_latest_refresh_smartcar_failure_is_502(api_client, vehicle, smartcar_ap
     assert response.json() == {
         "error": "smartcar_error",
         "message": "Smartcar could not complete the request. Please try again later.",
+    }
+
+
+def test_latest_refresh_smartcar_timeout_is_504(api_client, vehicle, smartcar_api, settings):
+    settings.SMARTCAR_READ_TIMEOUT = 0.5  # a fresh client, so no retry fits the retry window
+    smartcar_api.get(SIGNALS.format(vid="vid-1"), body=requests.ReadTimeout())
+
+    response = api_client.get(latest_url(vehicle), {"refresh": "true"})
+
+    assert response.status_code == HTTPStatus.GATEWAY_TIMEOUT
+    assert response.json() == {
+        "error": "smartcar_timeout",
+        "message": "Smartcar did not answer in time. Please try again later.",
     }
 
 

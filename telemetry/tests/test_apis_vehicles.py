@@ -381,26 +381,37 @@ def test_vehicle_delete_already_revoked_still_disconnects(api_client, user, smar
 
 
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "status", "body"),
     [
-        {"status": 502, "json": {"type": "UPSTREAM", "code": "UNKNOWN", "description": "x"}},
-        {"body": requests.ReadTimeout()},
+        (
+            {"status": 502, "json": {"type": "UPSTREAM", "code": "UNKNOWN", "description": "x"}},
+            HTTPStatus.BAD_GATEWAY,
+            {
+                "error": "smartcar_error",
+                "message": "Smartcar could not complete the request. Please try again later.",
+            },
+        ),
+        (
+            {"body": requests.ReadTimeout()},
+            HTTPStatus.GATEWAY_TIMEOUT,
+            {
+                "error": "smartcar_timeout",
+                "message": "Smartcar did not answer in time. Please try again later.",
+            },
+        ),
     ],
     ids=["upstream", "timeout"],
 )
-def test_vehicle_delete_smartcar_down_is_502_and_changes_nothing(
-    api_client, two_vehicles, smartcar_api, answer
+def test_vehicle_delete_smartcar_down_is_5xx_and_changes_nothing(
+    api_client, two_vehicles, smartcar_api, answer, status, body
 ):
     first, _ = two_vehicles
     smartcar_api.delete(REVOKE.format(vid="vid-1"), **answer)
 
     response = api_client.delete(detail(first))
 
-    assert response.status_code == HTTPStatus.BAD_GATEWAY
-    assert response.json() == {
-        "error": "smartcar_error",
-        "message": "Smartcar could not complete the request. Please try again later.",
-    }
+    assert response.status_code == status
+    assert response.json() == body
     stored = by_vid("vid-1")
     assert (stored.status, stored.is_primary) == ("active", True)
     assert SmartcarAccount.objects.get().status == "active"

@@ -4,6 +4,7 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
+import requests
 from django.utils import timezone
 
 from telemetry.models import Reading, TelemetryState
@@ -113,6 +114,18 @@ def test_latest_smartcar_failure_is_502(api_client, vehicle, smartcar_api):
         status=503,
         json={"type": "UPSTREAM", "code": "UNKNOWN", "description": "x"},
     )
+
+    response = api_client.get(LATEST)
+
+    assert response.status_code == HTTPStatus.BAD_GATEWAY
+    assert response.json()["error"] == "smartcar_error"
+
+
+def test_latest_smartcar_timeout_is_502_as_the_first_seed_documents(
+    api_client, vehicle, smartcar_api, settings
+):
+    settings.SMARTCAR_READ_TIMEOUT = 0.5
+    smartcar_api.get(SIGNALS.format(vid="vid-1"), body=requests.ReadTimeout())
 
     response = api_client.get(LATEST)
 
