@@ -85,7 +85,11 @@ class SmartcarClient:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.config = config
-        self._session = session if session is not None else new_session(config.user_agent)
+        self._session = (
+            session
+            if session is not None
+            else new_session(config.user_agent, pool_maxsize=config.pool_maxsize)
+        )
         self._max_attempts = max_attempts
         self._backoff_seconds = backoff_seconds
         self._retry_window = retry_window

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from smartcar_client.session import DEFAULT_POOL_MAXSIZE
+
 CLIENT_VERSION = "1.0.0"
 DEFAULT_USER_AGENT = (
     f"ev-link-backend-smartcar-client/{CLIENT_VERSION} (python-requests/{requests.__version__})"
@@ -33,6 +35,8 @@ class SmartcarConfig:
     read_timeout: float = 30.0
     unit_system: str = "metric"
     user_agent: str = DEFAULT_USER_AGENT
+    # HTTP connections kept per Smartcar host: at least the threads that call Smartcar at once.
+    pool_maxsize: int = DEFAULT_POOL_MAXSIZE
 
     def __post_init__(self) -> None:
         # An origin may carry a path prefix (the local emulator lives under /_smartcar); the client
@@ -53,6 +57,8 @@ class SmartcarConfig:
             raise ValueError(f"SmartcarConfig.unit_system must be one of {UNIT_SYSTEMS}")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
             raise ValueError("SmartcarConfig timeouts must be positive")
+        if self.pool_maxsize < 1:
+            raise ValueError("SmartcarConfig.pool_maxsize must be at least 1")
 
     @property
     def timeout(self) -> tuple[float, float]:

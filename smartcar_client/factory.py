@@ -2,7 +2,8 @@
 
 One client, and so one pooled `requests.Session`, per distinct configuration: the cache is keyed on
 the frozen `SmartcarConfig`, so a test that overrides a SMARTCAR_* setting gets a fresh client and
-production reuses one pool for the life of the process.
+production reuses one pool for the life of the process. The pool keeps
+`SMARTCAR_HTTP_POOL_MAXSIZE` connections per host (default 32): at least the poller's workers.
 """
 
 from functools import lru_cache
@@ -28,6 +29,7 @@ def config_from_settings() -> SmartcarConfig:
         read_timeout=float(getattr(settings, "SMARTCAR_READ_TIMEOUT", 30.0)),
         unit_system=getattr(settings, "SMARTCAR_UNIT_SYSTEM", "metric"),
         user_agent=getattr(settings, "SMARTCAR_USER_AGENT", DEFAULT_USER_AGENT),
+        pool_maxsize=settings.SMARTCAR_HTTP_POOL_MAXSIZE,
     )
 
 
@@ -37,4 +39,5 @@ def client_from_settings() -> SmartcarClient:
 
 @lru_cache(maxsize=8)
 def _client_for(config: SmartcarConfig) -> SmartcarClient:
+    # The pool is sized from the config (SMARTCAR_HTTP_POOL_MAXSIZE), not the session's default.
     return SmartcarClient(config)

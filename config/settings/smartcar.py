@@ -50,6 +50,8 @@ SMARTCAR_SCOPES = env.str(
 ).split()
 
 SMARTCAR_CONNECT_TIMEOUT = env.float("SMARTCAR_CONNECT_TIMEOUT", default=5.0)
+# HTTP connections kept per Smartcar host; at least the poller's --workers, or requests queue.
+SMARTCAR_HTTP_POOL_MAXSIZE = env.int("SMARTCAR_HTTP_POOL_MAXSIZE", default=32)
 SMARTCAR_READ_TIMEOUT = env.float("SMARTCAR_READ_TIMEOUT", default=30.0)
 SMARTCAR_UNIT_SYSTEM = env.str("SMARTCAR_UNIT_SYSTEM", default="metric")
 

@@ -49,3 +49,13 @@ def test_scopes_list_becomes_tuple_and_config_is_hashable(config: SmartcarConfig
 
     assert changed.scopes == ("read_vin", "read_battery")
     assert hash(changed) == hash(_replace(config, scopes=("read_vin", "read_battery")))
+
+
+def test_pool_maxsize_defaults_to_enough_for_the_pollers_workers(config: SmartcarConfig):
+    assert config.pool_maxsize >= 32
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_rejects_an_empty_pool(config: SmartcarConfig, size: int):
+    with pytest.raises(ValueError, match="pool_maxsize"):
+        _replace(config, pool_maxsize=size)

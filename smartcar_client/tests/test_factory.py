@@ -45,3 +45,18 @@ def test_changed_settings_give_a_fresh_client(settings: pytest.FixtureRequest):
     assert after is not before
     assert after.config.api_origin == "http://127.0.0.1:9999/_smartcar"
     assert after.config.read_timeout == 2.0
+
+
+def _pool_maxsize(client: SmartcarClient) -> int:
+    adapter = client._session.get_adapter("https://api.smartcar.test")
+    return adapter._pool_maxsize  # type: ignore[attr-defined]
+
+
+def test_the_clients_pool_is_sized_from_the_settings(settings: pytest.FixtureRequest):
+    assert _pool_maxsize(client_from_settings()) == 32  # default: the benchmark's 32 workers
+
+    settings.SMARTCAR_HTTP_POOL_MAXSIZE = 48
+
+    client = client_from_settings()
+    assert client.config.pool_maxsize == 48
+    assert _pool_maxsize(client) == 48

@@ -18,8 +18,21 @@ How a cycle stays correct with any number of pollers on one database:
   fleet's polls. Polls run outside any transaction; results are written only while the lease is
   still ours.
 
+How a cycle stays fast (issue 8, `bench/poll_throughput.py`):
+- The pool never waits for a whole batch: the main thread claims again as soon as one vehicle per
+  worker is done, so the workers always have a queue (`_run_threaded`). While polls are
+  in flight it renews their leases every third of POLL_LEASE_SECONDS, so a lease stays short and
+  still covers a vehicle that waited in the queue behind slow polls.
+- Each worker thread keeps its database connection for the cycle and closes it when it ends.
+- `AppThrottle` is read before each claim and at most once a second by the workers, not per
+  vehicle; a pause we hit ourselves stops the other workers at once (`_Cycle.paused`).
+- The state row read at the start of a poll serves the whole poll: the Smartcar read updates it
+  in memory as it writes (`telemetry.services.readings`), and the outcome is written in one
+  UPDATE.
+
 Must never: raise out of a cycle for one vehicle's trouble (a crash in `poll_fn` is recorded as
-failed); poll while `AppThrottle.paused_until` is in the future; write upstream error text (only
+failed); start a poll while `AppThrottle.paused_until` is in the future (another poller's pause
+is seen within PAUSE_CHECK_SECONDS, ours at once); write upstream error text (only
 type, code and request id); hold a transaction across a Smartcar call.
 """
 
@@ -28,14 +41,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import random
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -47,6 +60,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from smartcar_client.errors import SmartcarConfigurationError, SmartcarError
+from smartcar_client.factory import config_from_settings
 from telemetry import schedule
 from telemetry.models import AppThrottle, Reading, TelemetryState
 from telemetry.services import readings
@@ -66,6 +80,10 @@ IDLE_REFRESH_PER_CYCLE = 20
 # The longest `--loop` sleeps between cycles, so new vehicles and config changes are seen soon.
 LOOP_MAX_SLEEP_SECONDS = 30.0
 LOOP_MIN_SLEEP_SECONDS = 1.0
+# How stale the workers' view of another poller's app-wide pause may be.
+PAUSE_CHECK_SECONDS = 1.0
+# The main thread wakes at least this often while polls are in flight (stop, lease renewal).
+WAKE_SECONDS = 0.5
 APP_RATE_LIMIT_REASON = "RATE_LIMIT:SMARTCAR_API"
 # Failures that no retry will fix: an operator must act (credentials, plan).
 OPERATOR_REASONS = frozenset({"configuration", "billing"})
@@ -163,6 +181,7 @@ class _Cycle:
     stop: threading.Event
     threaded: bool
     paused: threading.Event = field(default_factory=threading.Event)
+    pause_checked: float = float("-inf")  # time.monotonic() of the last AppThrottle read
 
 
 @dataclass(frozen=True)
@@ -227,20 +246,25 @@ def run_poll_cycle(
         summary.duration = time.monotonic() - began
         return summary
 
-    executor = ThreadPoolExecutor(max_workers=workers) if cycle.threaded else None
-    try:
-        while not cycle.stop.is_set() and not cycle.paused.is_set():
-            claimed = _claim(cycle, now=clock(), limit=limit, vehicle_ids=vehicle_ids)
-            if not claimed:
-                break
-            summary.claimed += len(claimed)
-            for done in _run_batch(cycle, executor, claimed):
-                _tally(summary, done)
-                if progress is not None:
-                    progress(summary.polled + sum(summary.skipped.values()), summary.claimed)
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True)
+    if poll_fn is None:
+        _warn_if_pool_too_small(workers)
+
+    def done(result: _Done) -> None:
+        _tally(summary, result)
+        if progress is not None:
+            progress(summary.polled + sum(summary.skipped.values()), summary.claimed)
+
+    def claim(wanted: int) -> list[Any]:
+        if cycle.stop.is_set() or _app_paused(cycle, force=True):
+            return []
+        pks = _claim(cycle, now=clock(), limit=wanted, vehicle_ids=vehicle_ids)
+        summary.claimed += len(pks)
+        return pks
+
+    if cycle.threaded:
+        _run_threaded(cycle, workers=workers, limit=limit, claim=claim, done=done)
+    else:
+        _run_inline(cycle, limit=limit, claim=claim, done=done)
     if cycle.paused.is_set():
         summary.paused_until = app_paused_until(now=clock())
     summary.duration = time.monotonic() - began
@@ -500,11 +524,159 @@ def _release(cycle: _Cycle, pk: Any) -> None:
 # --- polling ------------------------------------------------------------------------------------
 
 
-def _run_batch(cycle: _Cycle, executor: ThreadPoolExecutor | None, pks: list[Any]) -> list[_Done]:
-    if executor is None:
-        return [_process(cycle, pk) for pk in pks]
-    futures = [executor.submit(_process, cycle, pk) for pk in pks]
-    return [future.result() for future in as_completed(futures)]
+def _run_inline(
+    cycle: _Cycle,
+    *,
+    limit: int,
+    claim: Callable[[int], list[Any]],
+    done: Callable[[_Done], None],
+) -> None:
+    """Poll in the calling thread (workers=1), one claimed batch after another."""
+    leases = _Leases(cycle)
+    while pks := claim(limit):
+        pending = list(pks)
+        while pending:
+            leases.renew_if_due(pending)
+            done(_process(cycle, pending.pop(0)))
+
+
+def _run_threaded(
+    cycle: _Cycle,
+    *,
+    workers: int,
+    limit: int,
+    claim: Callable[[int], list[Any]],
+    done: Callable[[_Done], None],
+) -> None:
+    """Keep `workers` threads busy: claim again as soon as `refill` of what we hold is done.
+
+    At most `capacity` vehicles are held (claimed, queued or polling) at once, so a lease never
+    covers more than a few polls per worker. Returns when nothing more can be claimed and every
+    held vehicle is done; with `stop` set, the queued vehicles release themselves unpolled.
+    """
+    capacity = max(limit, workers)
+    # Claim again once a worker's share of the batch is free (or half of it, for a small batch):
+    # the queue then never runs dry while the next claim runs.
+    refill = max(1, min(workers, capacity // 2))
+    pool = _WorkerPool(cycle, workers)
+    leases = _Leases(cycle)
+    held: set[Any] = set()
+    more = True
+    try:
+        while True:
+            if more and capacity - len(held) >= refill:
+                pks = claim(min(limit, capacity - len(held)))
+                more = bool(pks)
+                held.update(pks)
+                pool.submit(pks)
+            if not held:
+                return
+            finished = pool.next_done(timeout=WAKE_SECONDS)
+            if finished is not None:
+                pk, result = finished
+                held.discard(pk)
+                done(result)
+            if cycle.stop.is_set():
+                more = False
+            leases.renew_if_due(held)
+    finally:
+        pool.close()
+
+
+class _WorkerPool:
+    """`workers` threads polling vehicles from a queue; each closes its own database connection
+    once, when it ends (not after every vehicle: a new connection per poll is a PostgreSQL
+    backend start-up per vehicle)."""
+
+    def __init__(self, cycle: _Cycle, workers: int) -> None:
+        self._cycle = cycle
+        self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[Any, _Done]] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"poller-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, pks: Sequence[Any]) -> None:
+        for pk in pks:
+            self._todo.put(pk)
+
+    def next_done(self, timeout: float) -> tuple[Any, _Done] | None:
+        try:
+            return self._done.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Let every queued vehicle finish (or release itself, once stopping), then end."""
+        for _ in self._threads:
+            self._todo.put(_NO_MORE)
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self) -> None:
+        try:
+            while (pk := self._todo.get()) is not _NO_MORE:
+                result = _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
+                try:
+                    result = _process(self._cycle, pk)
+                finally:
+                    # Even on a BaseException the main thread must hear about this vehicle.
+                    self._done.put((pk, result))
+        finally:
+            connection.close()
+
+
+_NO_MORE = object()
+
+
+class _Leases:
+    """Renews the leases of the vehicles a cycle holds, every third of POLL_LEASE_SECONDS: one
+    UPDATE for all of them, and only rows still leased by this cycle (never a finished row or
+    one another poller took over)."""
+
+    def __init__(self, cycle: _Cycle) -> None:
+        self._cycle = cycle
+        self._seconds = float(settings.POLL_LEASE_SECONDS)
+        self._renewed = time.monotonic()
+
+    def renew_if_due(self, pks: Collection[Any]) -> int:
+        if not pks or time.monotonic() - self._renewed < self._seconds / 3:
+            return 0
+        self._renewed = time.monotonic()
+        now = self._cycle.clock()
+        return TelemetryState.objects.filter(
+            vehicle_id__in=list(pks), lease_owner=self._cycle.owner, lease_until__isnull=False
+        ).update(lease_until=now + timedelta(seconds=self._seconds), updated_at=now)
+
+
+def _app_paused(cycle: _Cycle, *, force: bool = False) -> bool:
+    """Whether the app-wide pause is on: ours at once, another poller's within
+    PAUSE_CHECK_SECONDS (or at once with `force`, as before each claim)."""
+    if cycle.paused.is_set():
+        return True
+    checked = time.monotonic()
+    if not force and checked - cycle.pause_checked < PAUSE_CHECK_SECONDS:
+        return False
+    cycle.pause_checked = checked  # racing workers may read twice: harmless
+    if app_paused_until(now=cycle.clock()) is not None:
+        cycle.paused.set()
+        return True
+    return False
+
+
+def _warn_if_pool_too_small(workers: int) -> None:
+    with contextlib.suppress(ValueError, AttributeError):  # Smartcar not configured: no pool
+        pool = config_from_settings().pool_maxsize
+        if workers > pool:
+            logger.warning(
+                "poller: %d workers share %d Smartcar HTTP connections; set "
+                "SMARTCAR_HTTP_POOL_MAXSIZE >= the workers to keep every connection",
+                workers,
+                pool,
+            )
 
 
 def _process(cycle: _Cycle, pk: Any) -> _Done:
@@ -513,10 +685,6 @@ def _process(cycle: _Cycle, pk: Any) -> _Done:
     except Exception:  # a bug in recording must not stop the cycle; the lease expires
         logger.exception("poller: vehicle %s could not be processed", pk)
         return _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
-    finally:
-        if cycle.threaded:
-            # Worker threads come and go with the pool: never leave their connections open.
-            connection.close()
 
 
 def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
@@ -524,8 +692,7 @@ def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
         _release(cycle, pk)
         return _Done(kind="skipped", reason="stopping")
     now = cycle.clock()
-    if cycle.paused.is_set() or app_paused_until(now=now) is not None:
-        cycle.paused.set()
+    if _app_paused(cycle):
         _release(cycle, pk)
         return _Done(kind="skipped", reason="paused")
     state = (
@@ -563,9 +730,9 @@ def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
     except Exception as exc:  # a crashing poll is this vehicle's failure, not the cycle's
         logger.exception("poller: polling vehicle %s crashed", pk)
         return _record(
-            cycle, pk, PollResult(Outcome.FAILED, None, False, 0, error=exc), crashed=True
+            cycle, pk, state, PollResult(Outcome.FAILED, None, False, 0, error=exc), crashed=True
         )
-    return _record(cycle, pk, result)
+    return _record(cycle, pk, state, result)
 
 
 def _budget_spent(cycle: _Cycle, state: TelemetryState, now: datetime) -> bool:
@@ -581,9 +748,12 @@ def _calls_this_month(state: TelemetryState, now: datetime) -> int:
     return state.calls_this_month
 
 
-def _record(cycle: _Cycle, pk: Any, result: PollResult, *, crashed: bool = False) -> _Done:
+def _record(
+    cycle: _Cycle, pk: Any, state: TelemetryState, result: PollResult, *, crashed: bool = False
+) -> _Done:
+    """Plan and write the outcome. `state` is the row read before the poll, which the real
+    poll function kept in step (latest reading, this month's calls): no second read."""
     now = cycle.clock()
-    state = TelemetryState.objects.select_related("latest_reading").get(vehicle_id=pk)
     reading = result.reading or state.latest_reading
     plan = schedule.plan_next_poll(
         outcome=result.outcome,

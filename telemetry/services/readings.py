@@ -14,6 +14,12 @@ sub-request, as Smartcar bills them (API-FACTS §4, §6), each time a batch is s
 retry after a token refresh and a batch that failed as a whole (we cannot know whether Smartcar
 billed it, so the budget errs on the safe side). v3 is assumed to bill one call per page of
 `/signals` (UNCONFIRMED in the facts; every page request is counted, a failed one included).
+
+Statements per poll (the poller's hot path, issue 8): a poll that stores a reading moves the
+latest pointer and adds the calls in ONE UPDATE; other outcomes add the calls in one UPDATE. A
+vehicle that carries its state (the poller reads the state with `select_related("vehicle")`,
+which caches it on the vehicle too) is not read again, and that in-memory state is kept in step
+with what we write (latest pointer, month's calls), so the caller needs no re-read either.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import BigIntegerField, Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from core.errors import ReconnectRequiredError
@@ -76,6 +82,7 @@ class PollResult:
 class _CallCounter:
     calls: int = 0
     item_errors: list[SmartcarError] = field(default_factory=list)
+    counted: bool = False  # the calls were added to the state already (with the stored reading)
 
 
 def telemetry_poll_vehicle(*, vehicle: Vehicle, source: str = Reading.Source.POLL) -> PollResult:
@@ -96,7 +103,8 @@ def telemetry_poll_vehicle(*, vehicle: Vehicle, source: str = Reading.Source.POL
         result = _poll(vehicle=vehicle, account=account, source=source, counter=counter)
     finally:
         # Calls were spent even if storing failed: count them whatever happens next.
-        _count_calls(vehicle=vehicle, calls=counter.calls)
+        if not counter.counted:
+            _count_calls(vehicle=vehicle, calls=counter.calls)
     logger.info(
         "telemetry poll vehicle=%s outcome=%s calls=%d error=%s",
         vehicle.pk,
@@ -113,13 +121,16 @@ def telemetry_store_reading(
     data: ReadingData,
     source: str,
     received_at: datetime | None = None,
+    counter: _CallCounter | None = None,
 ) -> tuple[Reading, bool]:
     """Store `data` unless it is identical in vehicle time to a reading we already hold.
 
     Returns (reading, stored). Identical in vehicle time = the same `recorded_at` as the latest
     reading (or, for an out-of-order answer, as any earlier reading of the vehicle). An older
     reading is kept in history but never replaces the latest: the pointer only moves forward,
-    also when two workers store at once (the move is one conditional UPDATE).
+    also when two workers store at once (the move is one conditional UPDATE). `counter` is this
+    module's own (a poll's): a stored reading then adds the poll's calls to the month's count in
+    the UPDATE that moves the pointer, and marks them counted.
     """
     _check_source(source)
     if data.is_empty():
@@ -158,9 +169,29 @@ def telemetry_store_reading(
     older_latest = Exists(
         Reading.objects.filter(pk=OuterRef("latest_reading_id"), recorded_at__lt=recorded)
     )
-    TelemetryState.objects.filter(vehicle_id=vehicle.pk).filter(
-        Q(latest_reading_id__isnull=True) | older_latest
-    ).update(latest_reading=reading, updated_at=timezone.now())
+    rows = TelemetryState.objects.filter(vehicle_id=vehicle.pk)
+    if counter is None or counter.calls <= 0:
+        rows.filter(Q(latest_reading_id__isnull=True) | older_latest).update(
+            latest_reading=reading, updated_at=timezone.now()
+        )
+    else:
+        # One UPDATE for the pointer and the calls: the row is updated whether the pointer moves
+        # or not, so the pointer's condition moves into a CASE.
+        month = _this_month()
+        moved = rows.update(
+            latest_reading=Case(
+                When(latest_reading_id__isnull=True, then=Value(reading.pk)),
+                When(older_latest, then=Value(reading.pk)),
+                default=F("latest_reading_id"),
+                output_field=BigIntegerField(),
+            ),
+            **_calls_update(month, counter.calls),
+        )
+        counter.counted = moved == 1  # else the row vanished: counted again in the usual way
+        if counter.counted:
+            _remember_calls(state, month, counter.calls)
+    if latest is None or latest.recorded_at < recorded:
+        state.latest_reading = reading  # in step with the pointer (the caller's state, if cached)
     return reading, True
 
 
@@ -190,7 +221,9 @@ def _poll(
         return _failure(Outcome.FAILED, counter, exc)
     if data.is_empty():
         return _from_empty(data, counter)
-    reading, stored = telemetry_store_reading(vehicle=vehicle, data=data, source=source)
+    reading, stored = telemetry_store_reading(
+        vehicle=vehicle, data=data, source=source, counter=counter
+    )
     outcome = Outcome.OK if stored else Outcome.UNCHANGED
     return PollResult(outcome, reading, stored, counter.calls)
 
@@ -308,7 +341,22 @@ def _check_source(source: str) -> None:
         raise ValueError(f"unknown reading source {source!r}")
 
 
+def _known_state(vehicle: Vehicle) -> TelemetryState | None:
+    """The state the caller loaded with this vehicle (no query), if it did."""
+    if not Vehicle.telemetry_state.is_cached(vehicle):
+        return None
+    try:
+        return vehicle.telemetry_state
+    except TelemetryState.DoesNotExist:  # cached as "no row"
+        return None
+
+
 def _state_for(vehicle: Vehicle) -> TelemetryState:
+    # A state the caller loaded a moment ago may be stale, and that is safe: the INSERT's unique
+    # (vehicle, recorded_at) and the pointer's conditional UPDATE decide against the live row.
+    state = _known_state(vehicle)
+    if state is not None:
+        return state
     state = (
         TelemetryState.objects.select_related("latest_reading")
         .filter(vehicle_id=vehicle.pk)
@@ -338,14 +386,30 @@ def _count_calls(*, vehicle: Vehicle, calls: int) -> None:
         )
         if not created:
             _add_calls(vehicle, month, calls)
+        return
+    _remember_calls(_known_state(vehicle), month, calls)
 
 
 def _add_calls(vehicle: Vehicle, month: date, calls: int) -> int:
     return TelemetryState.objects.filter(vehicle_id=vehicle.pk).update(
-        calls_this_month=Case(
+        **_calls_update(month, calls)
+    )
+
+
+def _calls_update(month: date, calls: int) -> dict[str, Any]:
+    return {
+        "calls_this_month": Case(
             When(calls_month=month, then=F("calls_this_month") + calls),
             default=Value(calls),
         ),
-        calls_month=month,
-        updated_at=timezone.now(),
-    )
+        "calls_month": month,
+        "updated_at": timezone.now(),
+    }
+
+
+def _remember_calls(state: TelemetryState | None, month: date, calls: int) -> None:
+    # Keep the caller's in-memory state in step with the UPDATE (concurrent adds aside).
+    if state is None:
+        return
+    before = state.calls_this_month if state.calls_month == month else 0
+    state.calls_month, state.calls_this_month = month, before + calls

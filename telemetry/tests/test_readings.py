@@ -686,3 +686,80 @@ def test_a_concurrent_twin_insert_returns_the_stored_reading(vehicle, monkeypatc
 
     assert (second.pk, stored) == (first.pk, False)
     assert Reading.objects.filter(vehicle=vehicle).count() == 1
+
+
+# --- the poller's hot path: one UPDATE for pointer and calls, a state carried by the vehicle ----
+
+
+def carried(vehicle: Vehicle) -> Vehicle:
+    """The vehicle as the poller loads it: through its state, which Django caches on it."""
+    state = TelemetryState.objects.select_related("vehicle__account", "latest_reading").get(
+        vehicle=vehicle
+    )
+    return state.vehicle
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_poll_moves_the_pointer_and_counts_its_calls_in_one_update(
+    v2, vehicle, smartcar_api, django_assert_num_queries
+):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle, calls_month=this_month(), calls_this_month=10)
+    loaded = carried(vehicle)
+
+    # The state is not read again; INSERT reading, then one UPDATE of the state.
+    with django_assert_num_queries(2):
+        result = telemetry_poll_vehicle(vehicle=loaded)
+
+    state = state_of(vehicle)
+    assert (result.outcome, result.calls) == ("ok", 4)
+    assert (state.latest_reading_id, state.calls_this_month) == (result.reading.pk, 14)
+    # The caller's in-memory state is in step with the row: it needs no re-read.
+    memory = loaded.telemetry_state
+    assert (memory.latest_reading, memory.calls_this_month) == (result.reading, 14)
+
+
+def test_an_older_polled_reading_counts_its_calls_but_leaves_the_pointer(v2, vehicle, smartcar_api):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    future = timezone.now() + timedelta(days=365)
+    newer = Reading.objects.create(
+        vehicle=vehicle, recorded_at=future, received_at=future, source=Reading.Source.WEBHOOK
+    )
+    TelemetryState.objects.create(vehicle=vehicle, latest_reading=newer)
+    loaded = carried(vehicle)
+
+    result = telemetry_poll_vehicle(vehicle=loaded)
+
+    state = state_of(vehicle)
+    assert (result.outcome, result.stored) == ("ok", True)
+    assert state.latest_reading_id == newer.pk
+    assert (state.calls_month, state.calls_this_month) == (this_month(), 4)
+
+
+def test_a_stale_carried_state_still_moves_the_pointer_only_forward(v2, vehicle, smartcar_api):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle)
+    loaded = carried(vehicle)  # says: no reading yet
+    future = timezone.now() + timedelta(days=365)
+    newer = Reading.objects.create(
+        vehicle=vehicle, recorded_at=future, received_at=future, source=Reading.Source.WEBHOOK
+    )
+    TelemetryState.objects.filter(vehicle=vehicle).update(latest_reading=newer)
+
+    result = telemetry_poll_vehicle(vehicle=loaded)
+
+    assert result.stored
+    assert state_of(vehicle).latest_reading_id == newer.pk
+    assert state_of(vehicle).calls_this_month == 4
+
+
+def test_a_poll_whose_state_row_vanished_still_counts_its_calls(v2, vehicle, smartcar_api):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle)
+    loaded = carried(vehicle)
+    TelemetryState.objects.filter(vehicle=vehicle).delete()
+
+    result = telemetry_poll_vehicle(vehicle=loaded)
+
+    assert result.outcome == "ok"
+    assert state_of(vehicle).calls_this_month == 4
