@@ -234,14 +234,14 @@ class SmartcarClient:
         access_token: str,
         vehicle_id: str,
         *,
-        on_page: Callable[[], None] | None = None,
+        on_request: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Every signal item the grant allows (`GET /v3/vehicles/{id}/signals`), all pages.
 
         Items are returned as Smartcar sent them (`attributes.code`, `attributes.body`, `meta` …);
-        an item whose `status.value` is not SUCCESS is kept for the caller to skip. `on_page` is
-        called before each page is requested, so callers can count billable calls (a page that
-        then fails was still sent).
+        an item whose `status.value` is not SUCCESS is kept for the caller to skip. `on_request`
+        is called before every HTTP request sent, retries included, so callers can count
+        billable calls (a request that then fails was still sent).
         """
         url: str | None = f"{self._v3_root()}/vehicles/{_quote_id(vehicle_id)}/signals"
         signals: list[dict[str, Any]] = []
@@ -253,10 +253,12 @@ class SmartcarClient:
                 raise malformed(code="links.next")
             visited.add(url)
             pages += 1
-            if on_page is not None:
-                on_page()
             response = self._get(
-                access_token, url, template="/v3/vehicles/{id}/signals", unit_header=False
+                access_token,
+                url,
+                template="/v3/vehicles/{id}/signals",
+                unit_header=False,
+                on_request=on_request,
             )
             items, next_link = self._decode(response, _parse_signals_page)
             signals.extend(items)
@@ -304,6 +306,7 @@ class SmartcarClient:
         template: str,
         params: Mapping[str, Any] | None = None,
         unit_header: bool = True,
+        on_request: Callable[[], None] | None = None,
     ) -> requests.Response:
         return self._send(
             "GET",
@@ -313,6 +316,7 @@ class SmartcarClient:
             params=params,
             headers=self._unit_header() if unit_header else None,
             retry=True,
+            on_request=on_request,
         )
 
     def _send(
@@ -328,6 +332,7 @@ class SmartcarClient:
         headers: Mapping[str, str] | None = None,
         retry: bool = False,
         token_endpoint: bool = False,
+        on_request: Callable[[], None] | None = None,
     ) -> requests.Response:
         """Send one request (retrying GETs per the module policy); return a 2xx response or raise
         exactly one `SmartcarError`."""
@@ -336,6 +341,8 @@ class SmartcarClient:
         started = self._clock()
         for attempt in range(1, attempts + 1):
             error: SmartcarError
+            if on_request is not None:
+                on_request()
             try:
                 response = self._session.request(
                     method,

@@ -606,7 +606,7 @@ def test_list_signals_follows_relative_and_absolute_next_links(client: SmartcarC
     )
 
     pages: list[int] = []
-    signals = client.list_signals(ACCESS_TOKEN, VEHICLE_ID, on_page=lambda: pages.append(1))
+    signals = client.list_signals(ACCESS_TOKEN, VEHICLE_ID, on_request=lambda: pages.append(1))
 
     assert len(pages) == 3
     assert [item["id"] for item in signals] == ["sig-1", "sig-2", "sig-3", "sig-4", "sig-5"]
@@ -720,3 +720,13 @@ def test_list_signals_error_uses_v2_schema(client: SmartcarClient, mocked):
 
 def test_client_repr_has_no_secret(client: SmartcarClient):
     assert CLIENT_SECRET not in repr(client)
+
+
+def test_list_signals_reports_every_request_sent_retries_included(client: SmartcarClient, mocked):
+    mocked.get(SIGNALS_URL, status=502, json={"type": "UPSTREAM", "code": "UNKNOWN_ISSUE"})
+    mocked.get(SIGNALS_URL, json={**load("signals_page1.json"), "links": {"next": None}})
+    sent: list[int] = []
+
+    client.list_signals(ACCESS_TOKEN, VEHICLE_ID, on_request=lambda: sent.append(1))
+
+    assert len(sent) == len(mocked.calls) == 2

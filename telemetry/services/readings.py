@@ -13,7 +13,8 @@ Call counting (what `PollResult.calls` and `calls_this_month` hold): v2 counts e
 sub-request, as Smartcar bills them (API-FACTS §4, §6), each time a batch is sent, including a
 retry after a token refresh and a batch that failed as a whole (we cannot know whether Smartcar
 billed it, so the budget errs on the safe side). v3 is assumed to bill one call per page of
-`/signals` (UNCONFIRMED in the facts; every page request is counted, a failed one included).
+`/signals` (UNCONFIRMED in the facts); every request sent is counted, a retried or failed one
+included, since each reached Smartcar.
 
 Statements per poll (the poller's hot path, issue 8): a poll that stores a reading moves the
 latest pointer and adds the calls in ONE UPDATE; other outcomes add the calls in one UPDATE. A
@@ -265,11 +266,11 @@ def _read(*, vehicle: Vehicle, account: SmartcarAccount, counter: _CallCounter) 
         return reading_from_batch(answer)
     if api == "v3":
 
-        def count_page() -> None:
+        def count_request() -> None:
             counter.calls += 1
 
         def signals(token: str) -> list[dict[str, Any]]:
-            return client.list_signals(token, vehicle_id, on_page=count_page)
+            return client.list_signals(token, vehicle_id, on_request=count_request)
 
         return reading_from_signals(tokens.account_call(account=account, call=signals))
     raise ImproperlyConfigured("SMARTCAR_VEHICLE_API must be 'v3' or 'v2'")

@@ -422,6 +422,18 @@ def test_v3_counts_one_call_per_page(v3, vehicle, smartcar_api):
     assert result.calls == len(smartcar_api.calls) == 2
 
 
+def test_v3_retried_request_counts_each_attempt(v3, vehicle, smartcar_api):
+    """The client retries a GET after a 5xx; each attempt reached Smartcar and may be billed."""
+    smartcar_api.get(SIGNALS_URL, status=503, json={"type": "SERVER", "code": "INTERNAL"})
+    smartcar_api.get(SIGNALS_URL, json={**load("v3_signals_page1.json"), "links": {"next": None}})
+
+    result = telemetry_poll_vehicle(vehicle=vehicle)
+
+    assert result.outcome == "ok"
+    assert result.calls == len(smartcar_api.calls) == 2
+    assert state_of(vehicle).calls_this_month == 2
+
+
 def test_v3_single_page_counts_one_call(v3, vehicle, smartcar_api):
     smartcar_api.get(SIGNALS_URL, json={**load("v3_signals_page1.json"), "links": {"next": None}})
 
