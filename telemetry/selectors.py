@@ -28,7 +28,17 @@ from vehicles.models import SmartcarAccount, Vehicle
 
 
 def vehicle_list_for_user(*, user: User, include_disconnected: bool = False) -> QuerySet[Vehicle]:
-    """The user's vehicles, primary first, each with its account and latest reading joined in."""
+    """The user's vehicles, primary first, each with its account and latest reading joined in.
+
+    For listing: the accounts' token columns are not loaded, so a list never decrypts secrets
+    it does not send anywhere. Code that calls Smartcar takes `vehicle_get_for_user`.
+    """
+    return _vehicles_for_user(user=user, include_disconnected=include_disconnected).defer(
+        "account__access_token", "account__refresh_token"
+    )
+
+
+def _vehicles_for_user(*, user: User, include_disconnected: bool) -> QuerySet[Vehicle]:
     vehicles = Vehicle.objects.filter(owner=user).select_related(
         "account", "telemetry_state__latest_reading"
     )
@@ -44,7 +54,7 @@ def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
         pk = uuid.UUID(str(vehicle_id))
     except ValueError:
         raise NotFoundError() from None
-    vehicle = vehicle_list_for_user(user=user, include_disconnected=True).filter(pk=pk).first()
+    vehicle = _vehicles_for_user(user=user, include_disconnected=True).filter(pk=pk).first()
     if vehicle is None:
         raise NotFoundError()
     return vehicle
@@ -53,7 +63,7 @@ def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
 def vehicle_get_default_for_user(*, user: User) -> Vehicle | None:
     """The vehicle the first seed's `/v1/ev/me/…` endpoints mean: the primary live vehicle, else
     the earliest-connected live one (linking always sets a primary, so that is a fallback)."""
-    return vehicle_list_for_user(user=user).first()
+    return _vehicles_for_user(user=user, include_disconnected=False).first()
 
 
 def vehicle_api_status(vehicle: Vehicle) -> str:

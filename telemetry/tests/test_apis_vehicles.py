@@ -106,6 +106,17 @@ def test_vehicle_list_reading_fields_are_null_when_unknown(api_client, two_vehic
     }
 
 
+def test_vehicle_list_never_decrypts_tokens(api_client, two_vehicles, monkeypatch):
+    def refuse(blob):
+        raise AssertionError("the vehicle list decrypted a token")
+
+    monkeypatch.setattr("vehicles.fields.decrypt_text", refuse)
+    monkeypatch.setattr("vehicles.crypto.decrypt_text", refuse)
+
+    for url in (LIST, "/v1/ev/me/vehicles"):
+        assert api_client.get(url).status_code == HTTPStatus.OK
+
+
 def test_vehicle_list_primary_first(api_client, two_vehicles):
     _, second = two_vehicles
     Vehicle.objects.update(is_primary=False)
