@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -28,6 +27,7 @@ from telemetry.models import TelemetryState
 from telemetry.services import polling
 from telemetry.services.readings import PollResult
 from telemetry.tests.test_polling import FakePoll, make_vehicles
+from tests.support import current_database_url
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
@@ -86,22 +86,12 @@ def child_main() -> None:
 # --- the parent side ----------------------------------------------------------------------------
 
 
-def database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
-
-
 def start_children(count: int, record: Path, **env_extra: str) -> list[subprocess.Popen]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         # The children must use the test database pytest-django created, not the configured one.
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": current_database_url(),
         "POLLER_TEST_RECORD": str(record),
         "POLLER_TEST_WORKERS": "4",
         **env_extra,

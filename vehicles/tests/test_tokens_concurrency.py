@@ -15,12 +15,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 import pytest
 from django.db import connection
 
 from smartcar_client.types import TokenSet
+from tests.support import current_database_url
 from vehicles.models import SmartcarAccount
 from vehicles.services import LinkedVehicleInfo, account_link
 from vehicles.tokens import account_access_token
@@ -254,16 +255,6 @@ def child_main() -> None:
     sys.stdout.flush()
 
 
-def database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
-
-
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_two_processes_and_threads_needing_a_refresh_make_one_token_call(user, token_endpoint):
@@ -277,7 +268,7 @@ def test_two_processes_and_threads_needing_a_refresh_make_one_token_call(user, t
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         # The children must use the test database pytest-django created, not the configured one.
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": current_database_url(),
         "TOKENS_TEST_AUTH_URL": token_endpoint.url,
         "TOKENS_TEST_ACCOUNT": str(account.pk),
     }
