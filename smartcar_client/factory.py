@@ -28,7 +28,7 @@ def config_from_settings() -> SmartcarConfig:
         connect_timeout=float(getattr(settings, "SMARTCAR_CONNECT_TIMEOUT", 5.0)),
         read_timeout=float(getattr(settings, "SMARTCAR_READ_TIMEOUT", 30.0)),
         unit_system=getattr(settings, "SMARTCAR_UNIT_SYSTEM", "metric"),
-        user_agent=getattr(settings, "SMARTCAR_USER_AGENT", DEFAULT_USER_AGENT),
+        user_agent=settings.SMARTCAR_USER_AGENT or DEFAULT_USER_AGENT,
         pool_maxsize=settings.SMARTCAR_HTTP_POOL_MAXSIZE,
     )
 

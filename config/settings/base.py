@@ -210,6 +210,11 @@ if SMARTCAR_EMULATOR:
     SMARTCAR_EMULATOR_CLIENT_ID = SMARTCAR_CLIENT_ID
     SMARTCAR_EMULATOR_CLIENT_SECRET = SMARTCAR_CLIENT_SECRET
     SMARTCAR_EMULATOR_REDIRECT_URIS = [SMARTCAR_REDIRECT_URI]
+    SMARTCAR_EMULATOR_SEED = env.int("SMARTCAR_EMULATOR_SEED", default=42)
+    SMARTCAR_EMULATOR_ACCESS_TOKEN_TTL = env.int("SMARTCAR_EMULATOR_ACCESS_TOKEN_TTL", default=7200)
+    SMARTCAR_EMULATOR_REFRESH_GRACE_SECONDS = env.int(
+        "SMARTCAR_EMULATOR_REFRESH_GRACE_SECONDS", default=0
+    )
 
 # The public origin of this API, for absolute URLs we hand out (the Connect start link, the webhook
 # URL). It is configuration, never read from Host or X-Forwarded-* headers.

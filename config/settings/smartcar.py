@@ -54,6 +54,8 @@ SMARTCAR_CONNECT_TIMEOUT = env.float("SMARTCAR_CONNECT_TIMEOUT", default=5.0)
 SMARTCAR_HTTP_POOL_MAXSIZE = env.int("SMARTCAR_HTTP_POOL_MAXSIZE", default=32)
 SMARTCAR_READ_TIMEOUT = env.float("SMARTCAR_READ_TIMEOUT", default=30.0)
 SMARTCAR_UNIT_SYSTEM = env.str("SMARTCAR_UNIT_SYSTEM", default="metric")
+# Sent on every Smartcar request (their token endpoint requires one); empty: the client's own.
+SMARTCAR_USER_AGENT = env.str("SMARTCAR_USER_AGENT", default="")
 
 SMARTCAR_SIMPLE_OAUTH_REDIRECT = env.bool("SMARTCAR_SIMPLE_OAUTH_REDIRECT", default=True)
 

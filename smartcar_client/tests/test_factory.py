@@ -60,3 +60,9 @@ def test_the_clients_pool_is_sized_from_the_settings(settings: pytest.FixtureReq
     client = client_from_settings()
     assert client.config.pool_maxsize == 48
     assert _pool_maxsize(client) == 48
+
+
+def test_user_agent_comes_from_settings_when_set(settings):
+    settings.SMARTCAR_USER_AGENT = "acme-ev/2.1 (+https://acme.example/bot)"
+
+    assert client_from_settings().config.user_agent == "acme-ev/2.1 (+https://acme.example/bot)"
