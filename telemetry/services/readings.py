@@ -28,12 +28,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BigIntegerField, Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, Field, Model, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from core.errors import ReconnectRequiredError
@@ -166,27 +166,25 @@ def telemetry_store_reading(
     except IntegrityError:
         # A webhook and a poll stored the same vehicle time at the same instant: one row wins.
         return Reading.objects.get(vehicle_id=vehicle.pk, recorded_at=recorded), False
-    # The condition is checked against the row as it is when the UPDATE runs, not as we read it.
-    older_latest = Exists(
-        Reading.objects.filter(pk=OuterRef("latest_reading_id"), recorded_at__lt=recorded)
-    )
-    rows = TelemetryState.objects.filter(vehicle_id=vehicle.pk)
     if counter is None or counter.calls <= 0:
-        rows.filter(Q(latest_reading_id__isnull=True) | older_latest).update(
-            latest_reading=reading, updated_at=timezone.now()
+        # The condition is checked against the row as it is when the UPDATE runs, not as we read
+        # it.
+        older_latest = Exists(
+            Reading.objects.filter(pk=OuterRef("latest_reading_id"), recorded_at__lt=recorded)
         )
+        TelemetryState.objects.filter(
+            Q(latest_reading_id__isnull=True) | older_latest, vehicle_id=vehicle.pk
+        ).update(latest_reading=reading, updated_at=timezone.now())
     else:
         # One UPDATE for the pointer and the calls: the row is updated whether the pointer moves
         # or not, so the pointer's condition moves into a CASE.
         month = _this_month()
-        moved = rows.update(
-            latest_reading=Case(
-                When(latest_reading_id__isnull=True, then=Value(reading.pk)),
-                When(older_latest, then=Value(reading.pk)),
-                default=F("latest_reading_id"),
-                output_field=BigIntegerField(),
-            ),
-            **_calls_update(month, counter.calls),
+        moved = _move_latest_and_count(
+            vehicle_pk=vehicle.pk,
+            reading_pk=reading.pk,
+            recorded=recorded,
+            month=month,
+            calls=counter.calls,
         )
         counter.counted = moved == 1  # else the row vanished: counted again in the usual way
         if counter.counted:
@@ -194,6 +192,75 @@ def telemetry_store_reading(
     if latest is None or latest.recorded_at < recorded:
         state.latest_reading = reading  # in step with the pointer (the caller's state, if cached)
     return reading, True
+
+
+# The poller's hottest statement, written out: built with the ORM (a CASE holding an EXISTS
+# subquery) it cost more CPU to compile than anything else in a poll (issue 8, docs/performance.md).
+# Same statement the ORM built: column references in SET read the row as it was before the
+# UPDATE, and the pointer's condition is checked against the live row, not the one we read.
+_MOVE_LATEST_AND_COUNT_SQL = """
+UPDATE {state} SET
+    {latest} = CASE
+        WHEN {latest} IS NULL THEN %s
+        WHEN EXISTS (
+            SELECT 1 FROM {reading} U0 WHERE U0.{reading_pk} = {state}.{latest}
+            AND U0.{recorded_at} < %s
+        ) THEN %s
+        ELSE {latest}
+    END,
+    {calls} = CASE WHEN {calls_month} = %s THEN {calls} + %s ELSE %s END,
+    {calls_month} = %s,
+    {updated_at} = %s
+WHERE {vehicle} = %s
+"""
+
+
+def _move_latest_and_count(
+    *, vehicle_pk: Any, reading_pk: Any, recorded: datetime, month: date, calls: int
+) -> int:
+    """One UPDATE: move the latest pointer to `reading_pk` if it is newer (or there is none),
+    and add `calls` to this month's count. Returns the rows updated (0 if the state vanished)."""
+    state, reading = TelemetryState, Reading
+    sql = _MOVE_LATEST_AND_COUNT_SQL.format(
+        state=connection.ops.quote_name(state._meta.db_table),
+        latest=_column(state, "latest_reading"),
+        reading=connection.ops.quote_name(reading._meta.db_table),
+        reading_pk=_column(reading, "id"),
+        recorded_at=_column(reading, "recorded_at"),
+        calls=_column(state, "calls_this_month"),
+        calls_month=_column(state, "calls_month"),
+        updated_at=_column(state, "updated_at"),
+        vehicle=_column(state, "vehicle"),
+    )
+    reading_id = _db_value(state, "latest_reading", reading_pk)
+    month_value = _db_value(state, "calls_month", month)
+    params = [
+        reading_id,
+        _db_value(reading, "recorded_at", recorded),
+        reading_id,
+        month_value,
+        calls,
+        calls,
+        month_value,
+        _db_value(state, "updated_at", timezone.now()),
+        _db_value(state, "vehicle", vehicle_pk),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    return cast("Field[Any, Any]", model._meta.get_field(name))
+
+
+def _column(model: type[Model], name: str) -> str:
+    return connection.ops.quote_name(str(_field(model, name).column))
+
+
+def _db_value(model: type[Model], name: str, value: Any) -> Any:
+    # As the ORM would send it (a UUID key, an aware datetime on SQLite...).
+    return _field(model, name).get_db_prep_value(value, connection)
 
 
 def _insert(reading: Reading) -> None:
