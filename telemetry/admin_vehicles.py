@@ -40,6 +40,7 @@ from telemetry.admin_display import (
 )
 from telemetry.admin_filters import ChargingStateFilter, StaleFilter
 from telemetry.models import Reading, TelemetryState
+from telemetry.schedule import calls_in_month_of
 from telemetry.services.readings import telemetry_poll_vehicle
 from vehicles.admin_roles import SuperuserWritesAdmin, can_poll, is_superuser
 from vehicles.models import Vehicle
@@ -281,9 +282,11 @@ class VehicleAdmin(SuperuserWritesAdmin):
     @admin.display(description="Calls this month")
     def calls_this_month(self, vehicle: Vehicle) -> int:
         state = telemetry_state(vehicle)
-        # The counter belongs to `calls_month`; a count from an earlier month is not this one's.
-        month = timezone.now().date().replace(day=1)
-        return state.calls_this_month if state and state.calls_month == month else 0
+        if state is None:
+            return 0
+        return calls_in_month_of(
+            timezone.now(), calls_month=state.calls_month, calls=state.calls_this_month
+        )
 
     # Change page: history panels and actions --------------------------------------------------
 

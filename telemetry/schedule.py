@@ -30,7 +30,7 @@ import math
 import random
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 
@@ -118,6 +118,12 @@ def month_start(now: datetime) -> datetime:
     """The first instant of `now`'s calendar month, in UTC."""
     utc = now.astimezone(UTC)
     return utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def calls_in_month_of(now: datetime, *, calls_month: date | None, calls: int) -> int:
+    """A vehicle's call counter as it stands for `now`'s month: a count kept for an earlier
+    month is 0 now (the counter restarts on the next call)."""
+    return calls if calls_month == month_start(now).date() else 0
 
 
 def next_month_start(now: datetime) -> datetime:

@@ -741,9 +741,9 @@ def _budget_spent(cycle: _Cycle, state: TelemetryState, now: datetime) -> bool:
 
 
 def _calls_this_month(state: TelemetryState, now: datetime) -> int:
-    if state.calls_month != schedule.month_start(now).date():
-        return 0
-    return state.calls_this_month
+    return schedule.calls_in_month_of(
+        now, calls_month=state.calls_month, calls=state.calls_this_month
+    )
 
 
 def _record(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from django.conf import settings
@@ -49,6 +49,7 @@ from telemetry.mapping import (
     v2_paths_for_scopes,
 )
 from telemetry.models import Reading, TelemetryState
+from telemetry.schedule import month_start
 from vehicles import tokens
 from vehicles.models import SmartcarAccount, Vehicle
 
@@ -438,7 +439,7 @@ def _state_for(vehicle: Vehicle) -> TelemetryState:
 
 
 def _this_month() -> date:
-    return timezone.now().astimezone(UTC).date().replace(day=1)
+    return month_start(timezone.now()).date()
 
 
 def _count_calls(*, vehicle: Vehicle, calls: int) -> None:

@@ -1,7 +1,7 @@
 """The poll schedule's pure rules: intervals, backoff and jitter, Retry-After, billing, budget."""
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -331,3 +331,11 @@ def test_config_from_settings(settings):
     settings.SMARTCAR_MONTHLY_CALL_BUDGET = 42
     config = ScheduleConfig.from_settings()
     assert (config.charging, config.monthly_budget) == (11, 42)
+
+
+def test_call_counter_of_an_earlier_month_reads_as_zero():
+    now = datetime(2026, 3, 1, 0, 0, 5, tzinfo=UTC)
+
+    assert schedule.calls_in_month_of(now, calls_month=date(2026, 3, 1), calls=7) == 7
+    assert schedule.calls_in_month_of(now, calls_month=date(2026, 2, 1), calls=7) == 0
+    assert schedule.calls_in_month_of(now, calls_month=None, calls=7) == 0
