@@ -1,5 +1,5 @@
 """API load: the app under gunicorn (sync workers) on a fresh SQLite or PostgreSQL database,
-driven by a threaded client at 4 and 16 connections for a fixed number of requests per endpoint.
+driven by an asyncio client (bench/_http_load.py) at 4 and 16 connections for a fixed number of requests per endpoint.
 
 Data: U users, each with a Smartcar account, a vehicle and a latest reading; H of the vehicles
 also carry D days of 1-minute readings (history). Endpoints: `GET /api/v1/vehicles`,
@@ -20,7 +20,6 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+import _http_load
 
 SETTINGS = "bench.settings"
 
@@ -157,58 +157,29 @@ def start_gunicorn(workers: int, database_url: str) -> tuple[subprocess.Popen[by
 
 
 def load(
-    base: str, make_request: Callable[[Any, int], Any], total: int, connections: int
+    base: str, make_request: Callable[[int], bytes], first: int, total: int, connections: int
 ) -> dict[str, Any]:
-    """`total` requests over `connections` threads (one keep-alive session each)."""
-    import requests
+    """`total` requests, numbered from `first`, over `connections` concurrent connections.
 
-    latencies: list[float] = []
-    errors: list[int] = []
-    lock = threading.Lock()
-    counter = iter(range(total))
-
-    def worker() -> None:
-        with requests.Session() as session:
-            mine: list[float] = []
-            bad: list[int] = []
-            while True:
-                with lock:
-                    n = next(counter, None)
-                if n is None:
-                    break
-                t0 = time.perf_counter()
-                try:
-                    status = make_request(session, n).status_code
-                except requests.RequestException:
-                    status = 0
-                mine.append(time.perf_counter() - t0)
-                if not 200 <= status < 300:
-                    bad.append(status)
-            with lock:
-                latencies.extend(mine)
-                errors.extend(bad)
-
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    latencies.sort()
+    Every request is built before the clock starts (see bench/_http_load.py)."""
+    requests = [make_request(first + i) for i in range(total)]
+    result = _http_load.run_load(base, requests, total=total, connections=connections)
     return {
         "requests": total,
         "connections": connections,
-        "seconds": round(seconds, 3),
-        "reqPerSecond": round(total / seconds, 1),
-        "p50Ms": round(_common.percentile(latencies, 50) * 1000, 1),
-        "p99Ms": round(_common.percentile(latencies, 99) * 1000, 1),
-        "errors": len(errors),
-        "errorStatuses": sorted(set(errors)),
+        "seconds": round(result.seconds, 3),
+        "reqPerSecond": round(total / result.seconds, 1),
+        "p50Ms": round(_common.percentile(result.latencies, 50) * 1000, 1),
+        "p99Ms": round(_common.percentile(result.latencies, 99) * 1000, 1),
+        "errors": len(result.error_statuses),
+        "errorStatuses": sorted(set(result.error_statuses)),
     }
 
 
-def endpoints(base: str, seeded: dict[str, Any], users: int, history_vehicles: int) -> dict:
+def endpoints(
+    base: str, seeded: dict[str, Any], users: int, history_vehicles: int
+) -> dict[str, Callable[[int], bytes]]:
+    """Per endpoint, request number -> the raw request (each webhook event is a new one)."""
     from core.jwt_tokens import issue_jwt
     from telemetry.tests.webhook_support import serialize, sign, state_event
 
@@ -217,43 +188,32 @@ def endpoints(base: str, seeded: dict[str, Any], users: int, history_vehicles: i
     vehicle_of = [seeded["vehicles"][f"load-vid-{i}"] for i in range(sample)]
     history = max(1, history_vehicles)
 
-    def auth(i: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {jwts[i]}"}
+    def get(path: str, user: int) -> bytes:
+        headers = {"Authorization": f"Bearer {jwts[user]}"}
+        return _http_load.build_request(base, "GET", path, headers=headers)
 
-    def webhook(session: Any, n: int) -> Any:
+    def webhook(n: int) -> bytes:
         body = serialize(
             state_event(
                 f"load-vid-{n % sample}", soc=50 + n % 40, oem_ms=1_740_000_000_000 + n * 1000
             )
         )
-        return session.post(
-            f"{base}/api/v1/smartcar/webhook",
-            data=body,
-            timeout=30,
-            headers={"SC-Signature": sign(body), "Content-Type": "application/json"},
+        headers = {"SC-Signature": sign(body), "Content-Type": "application/json"}
+        return _http_load.build_request(
+            base, "POST", "/api/v1/smartcar/webhook", headers=headers, body=body
         )
 
     return {
-        "ceiling": lambda s, n: s.get(
-            f"{base}/bench/ceiling", headers=auth(n % sample), timeout=30
+        "ceiling": lambda n: get("/bench/ceiling", n % sample),
+        "vehicles": lambda n: get("/api/v1/vehicles", n % sample),
+        "latest": lambda n: get(
+            f"/api/v1/vehicles/{vehicle_of[n % sample]}/telemetry/latest", n % sample
         ),
-        "vehicles": lambda s, n: s.get(
-            f"{base}/api/v1/vehicles", headers=auth(n % sample), timeout=30
+        "history_7d_1h": lambda n: get(
+            f"/api/v1/vehicles/{vehicle_of[n % history]}/telemetry?bucket=1h", n % history
         ),
-        "latest": lambda s, n: s.get(
-            f"{base}/api/v1/vehicles/{vehicle_of[n % sample]}/telemetry/latest",
-            headers=auth(n % sample),
-            timeout=30,
-        ),
-        "history_7d_1h": lambda s, n: s.get(
-            f"{base}/api/v1/vehicles/{vehicle_of[n % history]}/telemetry?bucket=1h",
-            headers=auth(n % history),
-            timeout=30,
-        ),
-        "history_page_100": lambda s, n: s.get(
-            f"{base}/api/v1/vehicles/{vehicle_of[n % history]}/telemetry?limit=100",
-            headers=auth(n % history),
-            timeout=30,
+        "history_page_100": lambda n: get(
+            f"/api/v1/vehicles/{vehicle_of[n % history]}/telemetry?limit=100", n % history
         ),
         "webhook": webhook,
     }
@@ -285,12 +245,15 @@ def main() -> None:
         server, base = start_gunicorn(args.gunicorn_workers, _common.database_url())
         try:
             calls = endpoints(base, seeded, args.users, args.history_vehicles)
+            numbered = 0  # request numbers never repeat, so every webhook event is new
             for _name, call in calls.items():  # warm-up: imports, connections, caches
-                load(base, call, 20, 2)
+                load(base, call, numbered, 20, 2)
+                numbered += 20
             runs = []
             for connections in args.connections:
                 for name, call in calls.items():
-                    result = load(base, call, args.requests, connections)
+                    result = load(base, call, numbered, args.requests, connections)
+                    numbered += args.requests
                     runs.append({"endpoint": name, **result})
         finally:
             _common.stop_process(server)
