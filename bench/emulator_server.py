@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import os
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -84,6 +85,14 @@ def serve(port: int, threads_hint: int) -> None:
     class Server(ThreadedWSGIServer):
         # Room for every poller worker to connect at once without SYN retries (1 s each).
         request_queue_size = max(128, threads_hint * 4)
+
+        def get_request(self) -> tuple[socket.socket, Any]:
+            # wsgiref writes the headers and the body in separate sends: with Nagle on, the body
+            # waits for the client's delayed ACK of the headers, which added 40 ms to every
+            # response (measured: 244 ms for an injected 200 ms) and capped the poller at 0.78.
+            connection, address = super().get_request()
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return connection, address
 
     server = Server(("127.0.0.1", port), QuietHandler)
     server.set_app(get_wsgi_application())

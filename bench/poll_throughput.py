@@ -135,7 +135,7 @@ def run_one(args: argparse.Namespace, vehicles: int) -> dict[str, Any]:
                 SMARTCAR_VEHICLE_API=args.api,
                 SMARTCAR_READ_TIMEOUT=30.0,
             ):
-                return measure(args, vehicles, base, polling, readings, seed_seconds)
+                return measure(args, vehicles, base, process.pid, polling, readings, seed_seconds)
         finally:
             _common.destroy_database()
     finally:
@@ -146,6 +146,7 @@ def measure(
     args: argparse.Namespace,
     vehicles: int,
     base: str,
+    emulator_pid: int,
     polling: Any,
     readings: Any,
     seed_seconds: float,
@@ -173,6 +174,8 @@ def measure(
             poll_time.add(time.perf_counter_ns() - t0)
 
     before_calls = emulator_calls(base)
+    emulator_cpu = _common.process_cpu_seconds(emulator_pid)
+    poller_cpu = time.process_time()
     polling._claim = timed_claim
     try:
         with (
@@ -186,6 +189,8 @@ def measure(
             )
     finally:
         polling._claim = original_claim
+    poller_cpu = time.process_time() - poller_cpu
+    emulator_cpu = _common.process_cpu_seconds(emulator_pid) - emulator_cpu
     billable = emulator_calls(base) - before_calls
     ok = TelemetryState.objects.filter(last_outcome__in=["ok", "unchanged"]).count()
     polled = max(summary.polled, 1)
@@ -215,6 +220,10 @@ def measure(
         "rssGrowthMiB": round(rss.growth_mib, 1),
         "claimSecondsMainThread": round(claim_time.value / 1e9, 3),
         "pollSecondsPerVehicle": round(poll_time.value / 1e9 / polled, 4),
+        # Both processes share the machine's CPUs: what the emulator uses, the poller cannot.
+        "pollerCpuMsPerVehicle": round(poller_cpu * 1000 / polled, 2),
+        "pollerCpuShare": round(poller_cpu / wall, 2) if wall else 0.0,
+        "emulatorCpuMsPerVehicle": round(emulator_cpu * 1000 / polled, 2),
         "workerUtilisation": round(poll_time.value / 1e9 / (wall * args.workers), 3) if wall else 0,
     }
 
@@ -261,6 +270,9 @@ def main() -> None:
                 "RSS +MiB",
                 "claim s",
                 "worker util",
+                "poller CPU ms/veh",
+                "poller CPUs",
+                "emulator CPU ms/veh",
                 "pool discards",
                 "failed",
             ],
@@ -276,6 +288,9 @@ def main() -> None:
                     r["rssGrowthMiB"],
                     r["claimSecondsMainThread"],
                     r["workerUtilisation"],
+                    r["pollerCpuMsPerVehicle"],
+                    r["pollerCpuShare"],
+                    r["emulatorCpuMsPerVehicle"],
                     r["httpPoolDiscards"],
                     sum(r["failed"].values()),
                 ]
