@@ -39,12 +39,16 @@ def vehicle_list_for_user(*, user: User, include_disconnected: bool = False) -> 
 
 
 def _vehicles_for_user(*, user: User, include_disconnected: bool) -> QuerySet[Vehicle]:
-    vehicles = Vehicle.objects.filter(owner=user).select_related(
-        "account", "telemetry_state__latest_reading"
-    )
+    vehicles = _vehicles_joined(user)
     if not include_disconnected:
         vehicles = vehicles.exclude(status=Vehicle.Status.DISCONNECTED)
     return vehicles.order_by("-is_primary", "connected_at", "created_at", "pk")
+
+
+def _vehicles_joined(user: User) -> QuerySet[Vehicle]:
+    return Vehicle.objects.filter(owner=user).select_related(
+        "account", "telemetry_state__latest_reading"
+    )
 
 
 def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
@@ -54,10 +58,12 @@ def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
         pk = uuid.UUID(str(vehicle_id))
     except ValueError:
         raise NotFoundError() from None
-    vehicle = _vehicles_for_user(user=user, include_disconnected=True).filter(pk=pk).first()
-    if vehicle is None:
+    # No ORDER BY: the primary key picks at most one row, and compiling the list's four-column
+    # ordering was a third of this read's CPU.
+    found = list(_vehicles_joined(user).filter(pk=pk)[:1])
+    if not found:
         raise NotFoundError()
-    return vehicle
+    return found[0]
 
 
 def vehicle_get_default_for_user(*, user: User) -> Vehicle | None:
