@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
@@ -193,14 +194,19 @@ def error_from_body(
     )
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> int | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), capped; None if unreadable."""
     if value is None:
         return None
     value = value.strip()
     seconds: float
-    if value.isdigit():
-        seconds = int(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        # ASCII digits only: str.isdigit() also accepts "¹" or "٣", which int() refuses or
+        # reads as another number. Anything over the cap is the cap, however many digits.
+        seconds = int(value) if len(value) <= 12 else MAX_RETRY_AFTER_SECONDS
     else:
         try:
             when = email.utils.parsedate_to_datetime(value)

@@ -225,6 +225,9 @@ def test_no_retry_after_header_means_none():
         ("soon", None),
         ("-5", None),
         ("99999999999", MAX_RETRY_AFTER_SECONDS),
+        ("9" * 5000, MAX_RETRY_AFTER_SECONDS),  # past int()'s digit limit
+        ("\u00b9", None),  # superscript one: a digit to str.isdigit(), not to int()
+        ("\u0663", None),  # Arabic-Indic three: not a delta-seconds value (RFC 9110: DIGIT)
         (None, None),
     ],
 )
