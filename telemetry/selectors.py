@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Avg, Count, Func, IntegerField, Max, Q, QuerySet
 
+from core.compiled_select import CompiledSelect
 from core.errors import NotFoundError
 from telemetry.models import Reading, TelemetryState
 from vehicles.models import SmartcarAccount, Vehicle
@@ -26,15 +27,13 @@ from vehicles.models import SmartcarAccount, Vehicle
 # --- Vehicles -----------------------------------------------------------------------------------
 
 
-def vehicle_list_for_user(*, user: User, include_disconnected: bool = False) -> QuerySet[Vehicle]:
+def vehicle_list_for_user(*, user: User, include_disconnected: bool = False) -> list[Vehicle]:
     """The user's vehicles, primary first, each with its account and latest reading joined in.
 
     For listing: the accounts' token columns are not loaded, so a list never decrypts secrets
     it does not send anywhere. Code that calls Smartcar takes `vehicle_get_for_user`.
     """
-    return _vehicles_for_user(user=user, include_disconnected=include_disconnected).defer(
-        "account__access_token", "account__refresh_token"
-    )
+    return _VEHICLE_LIST.fetch(user=user, include_disconnected=include_disconnected)
 
 
 def _vehicles_for_user(*, user: User, include_disconnected: bool) -> QuerySet[Vehicle]:
@@ -50,6 +49,16 @@ def _vehicles_joined(user: User) -> QuerySet[Vehicle]:
     )
 
 
+# The two reads behind most API requests, compiled once per thread (see core.compiled_select).
+_VEHICLE_LIST = CompiledSelect(
+    lambda user, include_disconnected: _vehicles_for_user(
+        user=user, include_disconnected=include_disconnected
+    ).defer("account__access_token", "account__refresh_token")
+)
+# No ORDER BY: the primary key picks at most one row.
+_ONE_VEHICLE = CompiledSelect(lambda user, pk: _vehicles_joined(user).filter(pk=pk)[:1])
+
+
 def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
     """One of the user's vehicles (disconnected ones included). Raises NotFoundError for an id
     that is not a UUID, does not exist, or belongs to someone else: all three look the same."""
@@ -57,9 +66,7 @@ def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
         pk = uuid.UUID(str(vehicle_id))
     except ValueError:
         raise NotFoundError() from None
-    # No ORDER BY: the primary key picks at most one row, and compiling the list's four-column
-    # ordering was a third of this read's CPU.
-    found = list(_vehicles_joined(user).filter(pk=pk)[:1])
+    found = _ONE_VEHICLE.fetch(user=user, pk=pk)
     if not found:
         raise NotFoundError()
     return found[0]
