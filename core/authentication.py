@@ -23,6 +23,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from core.compiled_select import CompiledSelect
 from core.jwt_tokens import InvalidJWTError, decode_jwt
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,15 @@ def user_for_claims(claims: dict[str, Any]) -> AbstractBaseUser:
         logger.info("JWT refused: user claim too long")
         raise AuthenticationFailed(GENERIC_FAILURE)
     email = _email_from(claims, max_length=_max_length(user_model, "email"))
-    user, created = user_model._default_manager.get_or_create(
-        # No password: these users sign in through the product's login, never through Django.
-        **{username_field: user_id},
-        defaults={"email": email or "", "password": make_password(None)},
-    )
+    found = _USER_BY_NAME.fetch(user_id=user_id)
+    if found:
+        user, created = found[0], False
+    else:
+        user, created = user_model._default_manager.get_or_create(
+            # No password: these users sign in through the product's login, never Django's.
+            **{username_field: user_id},
+            defaults={"email": email or "", "password": make_password(None)},
+        )
     if not user.is_active:
         logger.info("JWT refused: inactive user")
         raise AuthenticationFailed(GENERIC_FAILURE)
@@ -90,6 +95,14 @@ def user_for_claims(claims: dict[str, Any]) -> AbstractBaseUser:
         user_model._default_manager.filter(pk=user.pk).update(email=email)
         user.email = email
     return user
+
+
+# Every authenticated request reads its user: compiled once per thread (core.compiled_select).
+_USER_BY_NAME = CompiledSelect(
+    lambda user_id: get_user_model()._default_manager.filter(
+        **{get_user_model().USERNAME_FIELD: user_id}
+    )[:1]
+)
 
 
 def _max_length(model: type[Any], field_name: str) -> int | None:

@@ -14,7 +14,7 @@ query, an empty IN list — runs through the normal ORM path. Compilers hold the
 connection, so the cache is per thread.
 
 Uses Django's compiler internals (`select`, `klass_info`, `results_iter`, related populators),
-the same steps `ModelIterable` takes; `core/tests/test_compiled_select.py` pins the behaviour
+the same steps `ModelIterable` and `results_iter` take; `core/tests/test_compiled_select.py` pins the behaviour
 against the ORM's on both databases.
 """
 
@@ -44,6 +44,7 @@ class _Shape:
     model_start: int
     model_end: int
     populators: list[Any]
+    converters: dict[int, Any]
 
 
 class CompiledSelect(Generic[M]):
@@ -77,7 +78,9 @@ class CompiledSelect(Generic[M]):
         with connection.cursor() as cursor:
             cursor.execute(shape.sql, where_params)
             rows = cursor.fetchall()
-        return [_instance(shape, db, row) for row in shape.compiler.results_iter([rows])]
+        if shape.converters:
+            rows = shape.compiler.apply_converters(rows, shape.converters)
+        return [_instance(shape, db, row) for row in rows]
 
 
 def _cacheable(queryset: QuerySet[Any]) -> bool:
@@ -101,6 +104,9 @@ def _compile(queryset: QuerySet[Any], where_params: Any) -> _Shape | None:
     if tuple(params) != tuple(where_params) or compiler.annotation_col_map:
         return None  # something besides the WHERE clause carries values: not safe to reuse
     select, klass_info = compiler.select, compiler.klass_info
+    fields = [column[0] for column in select[: compiler.col_count]]
+    if compiler.has_composite_fields(fields):
+        return None
     select_fields = klass_info["select_fields"]
     start, end = select_fields[0], select_fields[-1] + 1
     return _Shape(
@@ -110,6 +116,8 @@ def _compile(queryset: QuerySet[Any], where_params: Any) -> _Shape | None:
         model_start=start,
         model_end=end,
         # django-stubs describes a later Django, whose version takes a fetch mode too.
+        # What results_iter would work out again for every call: the columns' converters.
+        converters=compiler.get_converters(fields),
         populators=get_related_populators(klass_info, select, queryset.db),  # type: ignore[call-arg]
     )
 
