@@ -11,6 +11,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from core.serialization import represent
 from telemetry.models import Reading
 from telemetry.selectors import vehicle_api_status, vehicle_latest_reading
 from vehicles.models import Vehicle
@@ -58,7 +59,7 @@ class VehicleSerializer(serializers.Serializer):
     @extend_schema_field(ReadingSerializer(allow_null=True))
     def get_latestTelemetry(self, vehicle: Vehicle) -> dict[str, Any] | None:
         reading = vehicle_latest_reading(vehicle)
-        return None if reading is None else ReadingSerializer(reading).data
+        return None if reading is None else represent(ReadingSerializer, reading)
 
 
 @extend_schema_serializer(component_name="TelemetryBucket")
@@ -107,4 +108,4 @@ class LegacyVehicleSerializer(serializers.Serializer):
     @extend_schema_field(LegacyReadingSerializer(allow_null=True))
     def get_latest_telemetry(self, vehicle: Vehicle) -> dict[str, Any] | None:
         reading = vehicle_latest_reading(vehicle)
-        return None if reading is None else LegacyReadingSerializer(reading).data
+        return None if reading is None else represent(LegacyReadingSerializer, reading)

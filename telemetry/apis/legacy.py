@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import NotFoundError
+from core.serialization import represent
 from telemetry.apis.common import UNAUTHENTICATED, error, request_user
 from telemetry.apis.cursors import cursor_decode, cursor_encode
 from telemetry.selectors import reading_history, vehicle_get_default_for_user, vehicle_list_for_user
@@ -59,7 +60,7 @@ class EvTelemetryLatestApi(APIView):
     )
     def get(self, request: Request) -> Response:
         reading = telemetry_latest_or_poll(vehicle=_your_vehicle(request))
-        return Response(LegacyReadingSerializer(reading).data)
+        return Response(represent(LegacyReadingSerializer, reading))
 
 
 class EvVehicleListApi(APIView):
@@ -75,7 +76,7 @@ class EvVehicleListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         vehicles = vehicle_list_for_user(user=request_user(request))
-        return Response(self.OutputSerializer({"vehicles": vehicles}).data)
+        return Response(represent(self.OutputSerializer, {"vehicles": vehicles}))
 
 
 class EvTelemetryHistoryApi(APIView):
@@ -139,4 +140,4 @@ class EvTelemetryHistoryApi(APIView):
             "readings": page.readings,
             "next_cursor": next_cursor,
         }
-        return Response(self.OutputSerializer(body).data)
+        return Response(represent(self.OutputSerializer, body))

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.serialization import represent
 from telemetry.apis.common import (
     UNAUTHENTICATED,
     VEHICLE_ID,
@@ -86,7 +87,7 @@ class TelemetryLatestApi(APIView):
             if latest is None:
                 raise NoTelemetryError()
             reading = latest
-        return Response(ReadingSerializer(reading).data)
+        return Response(represent(ReadingSerializer, reading))
 
 
 class TelemetryHistoryApi(APIView):
@@ -194,7 +195,7 @@ class TelemetryHistoryApi(APIView):
                 bucket_seconds=BUCKET_SECONDS[params["bucket"]],
             )
             body = {"bucket": params["bucket"], "from": params["from"], "to": params["to"]}
-            return Response(self.BucketsSerializer({**body, "buckets": buckets}).data)
+            return Response(represent(self.BucketsSerializer, {**body, "buckets": buckets}))
         after = None
         if "cursor" in params:
             after = cursor_decode(vehicle_id=vehicle.pk, cursor=params["cursor"])
@@ -211,5 +212,5 @@ class TelemetryHistoryApi(APIView):
             else None
         )
         return Response(
-            self.PageSerializer({"readings": page.readings, "nextCursor": next_cursor}).data
+            represent(self.PageSerializer, {"readings": page.readings, "nextCursor": next_cursor})
         )

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.serialization import represent
 from telemetry.apis.common import (
     UNAUTHENTICATED,
     VEHICLE_ID,
@@ -65,7 +66,7 @@ class VehicleListApi(APIView):
             user=request_user(request),
             include_disconnected=filters.validated_data.get("include") == "disconnected",
         )
-        return Response(self.OutputSerializer({"vehicles": vehicles}).data)
+        return Response(represent(self.OutputSerializer, {"vehicles": vehicles}))
 
 
 class VehicleDetailApi(APIView):
@@ -95,7 +96,7 @@ class VehicleDetailApi(APIView):
     )
     def get(self, request: Request, vehicle_id: str) -> Response:
         vehicle = vehicle_get_for_user(user=request_user(request), vehicle_id=vehicle_id)
-        return Response(VehicleSerializer(vehicle).data)
+        return Response(represent(VehicleSerializer, vehicle))
 
     @extend_schema(
         operation_id="vehicles_update",
@@ -123,7 +124,7 @@ class VehicleDetailApi(APIView):
         )
         # Read back through the selector: the response shows the row as it is now.
         return Response(
-            VehicleSerializer(vehicle_get_for_user(user=user, vehicle_id=vehicle_id)).data
+            represent(VehicleSerializer, vehicle_get_for_user(user=user, vehicle_id=vehicle_id))
         )
 
     @extend_schema(
