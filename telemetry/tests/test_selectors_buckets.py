@@ -7,6 +7,7 @@ position of the newest reading that has one.
 """
 
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -115,11 +116,21 @@ def test_buckets_match_the_definition(vehicles, rows, bucket_seconds, window):
     assert got == reference(mine_only, start=start, end=end, bucket_seconds=bucket_seconds)
 
 
-def test_bounds_and_positions_at_the_same_time_on_another_vehicle(vehicles):
+@pytest.mark.parametrize("sqlite_before_3_38", [False, True])
+def test_bounds_and_positions_at_the_same_time_on_another_vehicle(vehicles, sqlite_before_3_38):
     """Edges the random data rarely hits: a reading exactly at `start` counts, one exactly at
-    `end` does not, and another vehicle's reading at the same time never lends its position."""
+    `end` does not, and another vehicle's reading at the same time never lends its position.
+    On SQLite, also with strftime() where unixepoch() is missing (older than 3.38)."""
+    if sqlite_before_3_38:
+        patcher = patch("telemetry.selectors.sqlite_has_unixepoch", return_value=False)
+        patcher.start()
+        # Fractional seconds must floor the same way in both expressions.
+        start_offset = timedelta(minutes=10, microseconds=999_999)
+    else:
+        patcher = None
+        start_offset = timedelta(minutes=10)
     mine, other = vehicles
-    start, end = BASE + timedelta(minutes=10), BASE + timedelta(minutes=70)
+    start, end = BASE + start_offset, BASE + timedelta(minutes=70)
     for vehicle, latitude in ((mine, 1.0), (other, 99.0)):
         for at in (start, start + timedelta(minutes=5), end):
             Reading.objects.create(
@@ -132,7 +143,11 @@ def test_bounds_and_positions_at_the_same_time_on_another_vehicle(vehicles):
                 longitude=2.0 if at != start + timedelta(minutes=5) else None,
             )
 
-    buckets = reading_buckets(vehicle=mine, start=start, end=end, bucket_seconds=3600)
+    try:
+        buckets = reading_buckets(vehicle=mine, start=start, end=end, bucket_seconds=3600)
+    finally:
+        if patcher is not None:
+            patcher.stop()
 
     assert [(b.start, b.readings, b.last_latitude) for b in buckets] == [
         (datetime(2025, 3, 1, 10, tzinfo=UTC), 2, 1.0)
