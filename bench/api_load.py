@@ -9,8 +9,8 @@ also carry D days of 1-minute readings (history). Endpoints: `GET /api/v1/vehicl
 Prints req/s, p50, p99, errors and each endpoint's ratio to the ceiling; writes
 bench/results/api_load-<db>.json. The client runs on the same machine and competes for CPU.
 
-    /tmp/v/bin/python bench/api_load.py                                    # quick
-    /tmp/v/bin/python bench/api_load.py --users 10000 --history-vehicles 3 --history-days 365 \\
+    .venv/bin/python bench/api_load.py                                    # quick
+    .venv/bin/python bench/api_load.py --users 10000 --history-vehicles 3 --history-days 365 \\
         --requests 3000 --database-url postgres://postgres@127.0.0.1/bench  # full
 """
 

@@ -8,9 +8,9 @@ bench/results/poll_throughput-<db>.json. Targets (issue 8): ratio >= 0.9 at W=32
 exactly 1 Smartcar call per vehicle with a fresh token, memory flat as N grows. Never fails
 because the machine is slow: it reports what it measured.
 
-    /tmp/v/bin/python bench/poll_throughput.py                       # quick: 300 vehicles, SQLite
-    /tmp/v/bin/python bench/poll_throughput.py --vehicles 1000 10000
-    /tmp/v/bin/python bench/poll_throughput.py --database-url postgres://postgres@127.0.0.1/bench
+    .venv/bin/python bench/poll_throughput.py                       # quick: 300 vehicles, SQLite
+    .venv/bin/python bench/poll_throughput.py --vehicles 1000 10000
+    .venv/bin/python bench/poll_throughput.py --database-url postgres://postgres@127.0.0.1/bench
 
 Must never: change the poller's behaviour (it only wraps functions to time and count them).
 """

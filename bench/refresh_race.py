@@ -6,8 +6,8 @@ test_tokens_concurrency.py` uses): every refresh token works once; a reuse is `i
 Target (issue 8): token-endpoint calls == rounds, invalid_grant == 0, and every worker of a round
 gets the same new access token. Prints a table, writes bench/results/refresh_race-<db>.json.
 
-    /tmp/v/bin/python bench/refresh_race.py
-    /tmp/v/bin/python bench/refresh_race.py --database-url postgres://postgres@127.0.0.1/bench
+    .venv/bin/python bench/refresh_race.py
+    .venv/bin/python bench/refresh_race.py --database-url postgres://postgres@127.0.0.1/bench
 """
 
 from __future__ import annotations
