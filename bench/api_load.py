@@ -236,6 +236,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="per endpoint and level (400)")
     parser.add_argument("--connections", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--gunicorn-workers", type=int, default=2)
+    parser.add_argument(
+        "--endpoints",
+        nargs="+",
+        default=None,
+        help="only these rows (the ceiling always runs): vehicles latest history_7d_1h "
+        "history_page_100 webhook",
+    )
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL; default SQLite")
     args = parser.parse_args()
 
@@ -252,6 +259,12 @@ def main() -> None:
         server, base = start_gunicorn(args.gunicorn_workers, _common.database_url())
         try:
             calls = endpoints(base, seeded, args.users, args.history_vehicles)
+            if args.endpoints:
+                calls = {
+                    name: call
+                    for name, call in calls.items()
+                    if name == "ceiling" or name in args.endpoints
+                }
             numbered = 0  # request numbers never repeat, so every webhook event is new
             for _name, call in calls.items():  # warm-up: imports, connections, caches
                 load(base, call, numbered, 20, 2)
