@@ -8,8 +8,9 @@ parameters) and reuses the rest.
 
 Safety rests on two checks made when a shape is first compiled: the whole query's parameters
 must be exactly its WHERE clause's (so nothing else in the SQL depends on the values), and the
-WHERE clause's SQL text is the cache key (so a value that changes the SQL, such as None turning
-`=` into `IS NULL`, is a different shape). Anything else — a queryset that is not a plain model
+WHERE clause's SQL text is part of the cache key (so a value that changes the SQL, such as None
+turning `=` into `IS NULL`, is a different shape), with the ordering, slice, select_related
+and deferred fields. Anything else — a queryset that is not a plain model
 query, an empty IN list — runs through the normal ORM path. Compilers hold their thread's
 connection, so the cache is per thread.
 
@@ -66,15 +67,16 @@ class CompiledSelect(Generic[M]):
             where_sql, where_params = query.get_compiler(db).compile(query.where)
         except (EmptyResultSet, FullResultSet):
             return list(queryset)
-        shapes: dict[tuple[str, str], _Shape] = self._local.__dict__.setdefault("shapes", {})
-        shape = shapes.get((db, where_sql))
+        shapes: dict[tuple[Any, ...], _Shape] = self._local.__dict__.setdefault("shapes", {})
+        key = (db, where_sql, *_outside_where(query))
+        shape = shapes.get(key)
         if shape is None or shape.compiler.connection is not connection:
             shape = _compile(queryset, where_params)
             if shape is None:
                 return list(queryset)
             if len(shapes) >= MAX_SHAPES:
                 shapes.clear()
-            shapes[(db, where_sql)] = shape
+            shapes[key] = shape
         with connection.cursor() as cursor:
             cursor.execute(shape.sql, where_params)
             rows = cursor.fetchall()
@@ -98,6 +100,20 @@ def _cacheable(queryset: QuerySet[Any]) -> bool:
     )
 
 
+def _outside_where(query: Any) -> tuple[Any, ...]:
+    # What besides the WHERE clause shapes the SQL, so a `build` that varies it by value gets
+    # a shape per variant instead of another variant's SQL.
+    return (
+        query.order_by,
+        query.default_ordering,
+        query.standard_ordering,
+        query.low_mark,
+        query.high_mark,
+        repr(query.select_related),
+        query.deferred_loading,
+    )
+
+
 def _compile(queryset: QuerySet[Any], where_params: Any) -> _Shape | None:
     compiler = queryset.query.get_compiler(queryset.db)
     sql, params = compiler.as_sql()
@@ -115,9 +131,9 @@ def _compile(queryset: QuerySet[Any], where_params: Any) -> _Shape | None:
         init_list=[column[0].target.attname for column in select[start:end]],
         model_start=start,
         model_end=end,
-        # django-stubs describes a later Django, whose version takes a fetch mode too.
         # What results_iter would work out again for every call: the columns' converters.
         converters=compiler.get_converters(fields),
+        # django-stubs describes a later Django, whose version takes a fetch mode too.
         populators=get_related_populators(klass_info, select, queryset.db),  # type: ignore[call-arg]
     )
 

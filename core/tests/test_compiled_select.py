@@ -152,3 +152,20 @@ def test_each_thread_compiles_for_its_own_connection(fleet):
 
     assert errors == []
     assert results == expected
+
+
+def test_a_build_that_varies_more_than_the_where_clause_gets_a_shape_per_variant(fleet):
+    user, _ = fleet
+    select = CompiledSelect(
+        lambda owner, newest_first, limit: Vehicle.objects.filter(owner=owner).order_by(
+            "-smartcar_vehicle_id" if newest_first else "smartcar_vehicle_id"
+        )[:limit]
+    )
+
+    def ids(**values):
+        return [v.smartcar_vehicle_id for v in select.fetch(owner=user, **values)]
+
+    assert ids(newest_first=False, limit=3) == ["vid-a", "vid-b", "vid-c"]
+    assert ids(newest_first=True, limit=3) == ["vid-c", "vid-b", "vid-a"]
+    assert ids(newest_first=True, limit=1) == ["vid-c"]
+    assert ids(newest_first=False, limit=3) == ["vid-a", "vid-b", "vid-c"]
