@@ -19,6 +19,7 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db.models import QuerySet
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -98,11 +99,12 @@ def user_for_claims(claims: dict[str, Any]) -> AbstractBaseUser:
 
 
 # Every authenticated request reads its user: compiled once per thread (core.compiled_select).
-_USER_BY_NAME = CompiledSelect(
-    lambda user_id: get_user_model()._default_manager.filter(
-        **{get_user_model().USERNAME_FIELD: user_id}
-    )[:1]
-)
+def _users_named(user_id: str) -> QuerySet[Any]:
+    user_model = get_user_model()
+    return user_model._default_manager.filter(**{user_model.USERNAME_FIELD: user_id})[:1]
+
+
+_USER_BY_NAME = CompiledSelect(_users_named)
 
 
 def _max_length(model: type[Any], field_name: str) -> int | None:

@@ -10,13 +10,13 @@ Safety rests on two checks made when a shape is first compiled: the whole query'
 must be exactly its WHERE clause's (so nothing else in the SQL depends on the values), and the
 WHERE clause's SQL text is part of the cache key (so a value that changes the SQL, such as None
 turning `=` into `IS NULL`, is a different shape), with the ordering, slice, select_related
-and deferred fields. Anything else — a queryset that is not a plain model
-query, an empty IN list — runs through the normal ORM path. Compilers hold their thread's
-connection, so the cache is per thread.
+and deferred fields. Anything else — a queryset that is not a plain model query, an empty IN
+list — runs through the normal ORM path. Compilers hold their thread's connection, so the
+cache is per thread.
 
-Uses Django's compiler internals (`select`, `klass_info`, `results_iter`, related populators),
-the same steps `ModelIterable` and `results_iter` take; `core/tests/test_compiled_select.py` pins the behaviour
-against the ORM's on both databases.
+Uses Django's compiler internals (`select`, `klass_info`, converters, related populators), the
+same steps `ModelIterable` and `results_iter` take; `core/tests/test_compiled_select.py` pins
+the behaviour against the ORM's on both databases.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ MAX_SHAPES = 16
 class _Shape:
     sql: str
     compiler: Any
+    model: type[Model]
     init_list: list[str]
     model_start: int
     model_end: int
@@ -128,6 +129,7 @@ def _compile(queryset: QuerySet[Any], where_params: Any) -> _Shape | None:
     return _Shape(
         sql=sql,
         compiler=compiler,
+        model=klass_info["model"],
         init_list=[column[0].target.attname for column in select[start:end]],
         model_start=start,
         model_end=end,
@@ -139,8 +141,7 @@ def _compile(queryset: QuerySet[Any], where_params: Any) -> _Shape | None:
 
 
 def _instance(shape: _Shape, db: str, row: Any) -> Any:
-    model = shape.compiler.klass_info["model"]
-    obj = model.from_db(db, shape.init_list, row[shape.model_start : shape.model_end])
+    obj = shape.model.from_db(db, shape.init_list, row[shape.model_start : shape.model_end])
     for populator in shape.populators:
         populator.populate(row, obj)
     return obj
