@@ -113,4 +113,5 @@ class AppThrottle(models.Model):
         return f"Smartcar app throttle until {self.paused_until}"
 
 
+from telemetry.models_rollup import ReadingHour  # noqa: E402,F401
 from telemetry.models_webhooks import WebhookEvent  # noqa: E402,F401

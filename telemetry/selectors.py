@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Avg, Count, Func, IntegerField, Max, Q, QuerySet
+from django.db.models import Count, F, Func, IntegerField, Max, Q, QuerySet, Sum
 
 from core.compiled_select import CompiledSelect
 from core.errors import NotFoundError
-from telemetry.models import Reading, TelemetryState
+from telemetry.models import Reading, ReadingHour, TelemetryState
+from telemetry.models_rollup import HOUR_SECONDS
 from vehicles.models import SmartcarAccount, Vehicle
 
 # --- Vehicles -----------------------------------------------------------------------------------
@@ -202,45 +203,149 @@ def reading_buckets(
     """One aggregate per bucket (aligned to the Unix epoch, UTC) holding readings in [start, end),
     newest first; buckets without readings are left out.
 
-    One scan of the range: the aggregates, with the time of each bucket's last reading that has
-    a position. Those positions are then read by (vehicle, recorded_at), the unique index, a
-    few hundred buckets per query (two queries for a week of hours). `charging_share` is the
-    share of readings reporting a charging state that say CHARGING (None when none report one).
+    Buckets of whole hours read the whole hours of the range from `ReadingHour` (168 rows for a
+    week of 1-hour buckets instead of 10,080 1-minute readings) and only the partial hours at
+    either end from the readings; other bucket sizes read the readings. The time of each
+    bucket's last reading that has a position comes with the aggregates, and those positions are
+    then read by (vehicle, recorded_at), the unique index, a few hundred buckets per query.
+    `charging_share` is the share of readings reporting a charging state that say CHARGING (None
+    when none report one).
     """
-    rows = list(
-        Reading.objects.filter(vehicle=vehicle, recorded_at__gte=start, recorded_at__lt=end)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    first_hour, end_hour = _ceil_hour(start), _floor_hour(end)
+    if bucket_seconds % HOUR_SECONDS or first_hour >= end_hour:
+        totals = _reading_totals(vehicle, bucket_seconds, [(start, end)])
+    else:
+        totals = _reading_totals(vehicle, bucket_seconds, [(start, first_hour), (end_hour, end)])
+        for bucket, hours in _hour_totals(vehicle, bucket_seconds, first_hour, end_hour).items():
+            totals[bucket] = totals[bucket].plus(hours) if bucket in totals else hours
+    position_at = _positions_at(
+        vehicle, [t.last_position_at for t in totals.values() if t.last_position_at]
+    )
+    buckets = []
+    for bucket in sorted(totals, reverse=True):
+        t = totals[bucket]
+        # .get: a prune may delete that reading between the two reads.
+        at = t.last_position_at
+        lat, lon = position_at.get(at, (None, None)) if at else (None, None)
+        buckets.append(
+            Bucket(
+                start_epoch=bucket,
+                readings=t.readings,
+                soc_pct_mean=t.soc_sum / t.soc_count if t.soc_count else None,
+                charging_share=t.charging / t.with_state if t.with_state else None,
+                last_latitude=lat,
+                last_longitude=lon,
+            )
+        )
+    return buckets
+
+
+@dataclass(frozen=True)
+class _Totals:
+    """What a bucket's aggregates are made of, in a form that adds up across parts of it."""
+
+    readings: int
+    soc_sum: float
+    soc_count: int
+    with_state: int
+    charging: int
+    last_position_at: datetime | None
+
+    def plus(self, other: _Totals) -> _Totals:
+        times = [t for t in (self.last_position_at, other.last_position_at) if t is not None]
+        return _Totals(
+            readings=self.readings + other.readings,
+            soc_sum=self.soc_sum + other.soc_sum,
+            soc_count=self.soc_count + other.soc_count,
+            with_state=self.with_state + other.with_state,
+            charging=self.charging + other.charging,
+            last_position_at=max(times) if times else None,
+        )
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    hour = _floor_hour(moment)
+    return hour if hour == moment else hour + timedelta(hours=1)
+
+
+def _reading_totals(
+    vehicle: Vehicle, bucket_seconds: int, ranges: list[tuple[datetime, datetime]]
+) -> dict[int, _Totals]:
+    """Totals per bucket of the readings in the given [start, end) ranges (empty ones skipped)."""
+    in_ranges = Q()
+    for low, high in ranges:
+        if low < high:
+            in_ranges |= Q(recorded_at__gte=low, recorded_at__lt=high)
+    if not in_ranges:
+        return {}
+    rows = (
+        Reading.objects.filter(in_ranges, vehicle=vehicle)
         .annotate(bucket=_bucket_start(bucket_seconds))
         .values("bucket")
         .annotate(
             readings=Count("id"),
-            soc_pct_mean=Avg("soc_pct"),
-            with_state=Count("id", filter=Q(charging_state__isnull=False)),
+            soc_sum=Sum("soc_pct", default=0.0),
+            soc_count=Count("soc_pct"),
+            with_state=Count("charging_state"),
             charging=Count("id", filter=Q(charging_state=Reading.ChargingState.CHARGING)),
             # Unique per vehicle (the constraint), so this names exactly one reading.
             last_position_at=Max(
                 "recorded_at", filter=Q(latitude__isnull=False, longitude__isnull=False)
             ),
         )
-        .order_by("-bucket")
+        .order_by()
     )
-    position_at = _positions_at(
-        vehicle, [row["last_position_at"] for row in rows if row["last_position_at"]]
-    )
-    buckets = []
-    for row in rows:
-        lat, lon = position_at.get(row["last_position_at"], (None, None))
-        share = row["charging"] / row["with_state"] if row["with_state"] else None
-        buckets.append(
-            Bucket(
-                start_epoch=int(row["bucket"]),
-                readings=row["readings"],
-                soc_pct_mean=row["soc_pct_mean"],
-                charging_share=share,
-                last_latitude=lat,
-                last_longitude=lon,
-            )
+    return {
+        int(row["bucket"]): _Totals(
+            readings=row["readings"],
+            soc_sum=row["soc_sum"],
+            soc_count=row["soc_count"],
+            with_state=row["with_state"],
+            charging=row["charging"],
+            last_position_at=row["last_position_at"],
         )
-    return buckets
+        for row in rows
+    }
+
+
+def _hour_totals(
+    vehicle: Vehicle, bucket_seconds: int, first_hour: datetime, end_hour: datetime
+) -> dict[int, _Totals]:
+    """Totals per bucket of the whole hours in [first_hour, end_hour), from the hourly rollup."""
+    rows = (
+        ReadingHour.objects.filter(
+            vehicle=vehicle,
+            hour_epoch__gte=int(first_hour.timestamp()),
+            hour_epoch__lt=int(end_hour.timestamp()),
+        )
+        .annotate(bucket=F("hour_epoch") / bucket_seconds * bucket_seconds)
+        .values("bucket")
+        .annotate(
+            readings_total=Sum("readings"),
+            soc_sum_total=Sum("soc_sum"),
+            soc_count_total=Sum("soc_count"),
+            with_state_total=Sum("with_state"),
+            charging_total=Sum("charging"),
+            last_position_at_max=Max("last_position_at"),
+        )
+        .order_by()
+    )
+    return {
+        int(row["bucket"]): _Totals(
+            readings=row["readings_total"],
+            soc_sum=row["soc_sum_total"],
+            soc_count=row["soc_count_total"],
+            with_state=row["with_state_total"],
+            charging=row["charging_total"],
+            last_position_at=row["last_position_at_max"],
+        )
+        for row in rows
+    }
 
 
 # Below SQLite's historical limit of 999 parameters per statement, with room for the vehicle.

@@ -553,8 +553,9 @@ def test_history_buckets_query_count_is_constant(
         "to": (T0 + timedelta(minutes=1)).isoformat(),
     }
 
-    # The JWT's user, the vehicle, the aggregates, the last positions.
-    with django_assert_num_queries(4):
+    # The JWT's user, the vehicle, the partial hours' readings, the whole hours' totals (the
+    # rollup), the last positions.
+    with django_assert_num_queries(5):
         body = api_client.get(history_url(vehicle), params).json()
 
     assert len(body["buckets"]) == hours + 1

@@ -1,9 +1,12 @@
-"""`reading_buckets` against a plain-Python reference over arbitrary readings.
+"""`reading_buckets` and the hourly rollup against a plain-Python reference over arbitrary
+readings.
 
-The aggregate is one SQL scan plus a lookup of each bucket's last position by time; this checks
-it on both databases against the definition: readings in [start, end) of this vehicle only,
-grouped by epoch-aligned bucket, with count, mean state of charge, charging share and the
-position of the newest reading that has one.
+Buckets of whole hours add the rollup's hours (kept by database triggers) to the partial hours at
+either end, read from the readings; other sizes scan the readings. This checks both paths on both
+databases against the definition: readings in [start, end) of this vehicle only, grouped by
+epoch-aligned bucket, with count, mean state of charge, charging share and the position of the
+newest reading that has one; also after readings were deleted and changed, which the triggers
+must follow.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -13,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from telemetry.models import Reading
+from telemetry.models import Reading, ReadingHour
 from telemetry.selectors import reading_buckets
 from telemetry.tests.api_support import link_account
 from vehicles.models import Vehicle
@@ -25,7 +28,7 @@ STATES = [None, *Reading.ChargingState.values]
 
 readings = st.lists(
     st.tuples(
-        st.integers(min_value=0, max_value=60),  # minutes after BASE: dense, so buckets are shared
+        st.integers(min_value=0, max_value=200),  # minutes after BASE: a few whole hours
         st.sampled_from([0, 1, 999_999]),  # microseconds: few values, so times coincide
         st.none() | st.floats(min_value=0, max_value=100),
         st.sampled_from(STATES),
@@ -33,7 +36,7 @@ readings = st.lists(
         st.booleans(),  # belongs to the other vehicle
     ),
     min_size=1,
-    max_size=40,
+    max_size=60,
     unique_by=lambda r: (r[0], r[1], r[5]),
 )
 
@@ -70,20 +73,83 @@ def vehicles(user):
     return list(Vehicle.objects.order_by("smartcar_vehicle_id"))
 
 
+# What happens to stored readings before the buckets are read: (index into the stored readings,
+# change). A moved reading gets a microsecond no generated reading has, so no two collide.
+changes = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=59),
+        st.sampled_from(["delete", "move", "soc", "unposition"]),
+        st.integers(min_value=0, max_value=200),  # the minute a "move" goes to
+    ),
+    max_size=8,
+    unique_by=lambda c: c[0],
+)
+
+
+def hourly_reference(rows):
+    hours: dict[tuple, list] = {}
+    for row in rows:
+        hour = int(row.recorded_at.timestamp()) // 3600 * 3600
+        hours.setdefault((row.vehicle_id, hour), []).append(row)
+    result = {}
+    for key, members in hours.items():
+        socs = [r.soc_pct for r in members if r.soc_pct is not None]
+        positioned = [
+            r.recorded_at for r in members if r.latitude is not None and r.longitude is not None
+        ]
+        result[key] = (
+            len(members),
+            pytest.approx(sum(socs)),
+            len(socs),
+            sum(1 for r in members if r.charging_state is not None),
+            sum(1 for r in members if r.charging_state == "CHARGING"),
+            max(positioned) if positioned else None,
+        )
+    return result
+
+
+def apply_changes(stored, changes):
+    """Applies `changes` in the database (one multi-row DELETE, single-row UPDATEs) and to the
+    in-memory copies; returns the readings that remain."""
+    doomed = {stored[i].pk for i, change, _ in changes if i < len(stored) and change == "delete"}
+    Reading.objects.filter(pk__in=doomed).delete()
+    for index, change, minute in changes:
+        if index >= len(stored) or change == "delete":
+            continue
+        reading = stored[index]
+        if change == "move":
+            reading.recorded_at = BASE + timedelta(minutes=minute, microseconds=500_000 + index)
+        elif change == "soc":
+            reading.soc_pct = None if reading.soc_pct is not None else 42.0
+            reading.charging_state = "CHARGING"
+        else:
+            reading.latitude = reading.longitude = None
+        Reading.objects.filter(pk=reading.pk).update(
+            recorded_at=reading.recorded_at,
+            soc_pct=reading.soc_pct,
+            charging_state=reading.charging_state,
+            latitude=reading.latitude,
+            longitude=reading.longitude,
+        )
+    return [r for r in stored if r.pk not in doomed]
+
+
 @settings(
-    max_examples=60,
+    max_examples=80,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     rows=readings,
+    changes=changes,
     bucket_seconds=st.sampled_from([15 * 60, 60 * 60, 24 * 60 * 60]),
-    window=st.tuples(st.integers(0, 60), st.integers(1, 70)),
+    window=st.tuples(st.integers(0, 200), st.integers(1, 250)),
 )
-def test_buckets_match_the_definition(vehicles, rows, bucket_seconds, window):
+def test_buckets_match_the_definition(vehicles, rows, changes, bucket_seconds, window):
     mine, other = vehicles
     Reading.objects.all().delete()
+    assert not ReadingHour.objects.exists()
     stored = Reading.objects.bulk_create(
         Reading(
             vehicle=other if is_other else mine,
@@ -98,6 +164,7 @@ def test_buckets_match_the_definition(vehicles, rows, bucket_seconds, window):
         )
         for minute, micro, soc, state, positioned, is_other in rows
     )
+    remaining = apply_changes(stored, changes)
     start = BASE + timedelta(minutes=window[0])
     end = start + timedelta(minutes=window[1])
 
@@ -112,8 +179,20 @@ def test_buckets_match_the_definition(vehicles, rows, bucket_seconds, window):
         for b in reading_buckets(vehicle=mine, start=start, end=end, bucket_seconds=bucket_seconds)
     ]
 
-    mine_only = [r for r in stored if r.vehicle_id == mine.pk]
+    mine_only = [r for r in remaining if r.vehicle_id == mine.pk]
     assert got == reference(mine_only, start=start, end=end, bucket_seconds=bucket_seconds)
+    rollup = {
+        (h.vehicle_id, h.hour_epoch): (
+            h.readings,
+            h.soc_sum,
+            h.soc_count,
+            h.with_state,
+            h.charging,
+            h.last_position_at,
+        )
+        for h in ReadingHour.objects.all()
+    }
+    assert rollup == hourly_reference(remaining)
 
 
 @pytest.mark.parametrize("sqlite_before_3_38", [False, True])
