@@ -2,8 +2,8 @@
 
 A `ReadingHour` holds, for one vehicle and one UTC hour, what the bucket aggregates need and can
 add up across hours: the reading count, the sum and count of state-of-charge values, how many
-readings report a charging state and how many of those say CHARGING, and the time of the newest
-reading with a position. A week of 1-hour (or a year of 1-day) buckets then reads 168 (8,760)
+readings report a charging state and how many of those say CHARGING, and the time and place of
+the newest reading with a position. A week of 1-hour (or a year of 1-day) buckets then reads 168 (8,760)
 rows instead of 10,080 (525,600) readings.
 
 Triggers on `telemetry_reading` (migration 0005) keep it in step with every write, whichever code
@@ -28,7 +28,10 @@ class ReadingHour(models.Model):
     soc_count = models.PositiveIntegerField()
     with_state = models.PositiveIntegerField()
     charging = models.PositiveIntegerField()
+    # The newest reading of the hour that has a position: when, and where.
     last_position_at = models.DateTimeField(null=True)
+    last_latitude = models.FloatField(null=True)
+    last_longitude = models.FloatField(null=True)
 
     class Meta:
         constraints = [

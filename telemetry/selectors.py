@@ -17,7 +17,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Count, F, Func, IntegerField, Max, Q, QuerySet, Sum
+from django.db.models import Case, Count, Func, IntegerField, Max, Q, QuerySet, Sum, Value, When
 
 from core.compiled_select import CompiledSelect
 from core.errors import NotFoundError
@@ -203,42 +203,37 @@ def reading_buckets(
     """One aggregate per bucket (aligned to the Unix epoch, UTC) holding readings in [start, end),
     newest first; buckets without readings are left out.
 
-    Buckets of whole hours read the whole hours of the range from `ReadingHour` (168 rows for a
-    week of 1-hour buckets instead of 10,080 1-minute readings) and only the partial hours at
-    either end from the readings; other bucket sizes read the readings. The time of each
-    bucket's last reading that has a position comes with the aggregates, and those positions are
-    then read by (vehicle, recorded_at), the unique index, a few hundred buckets per query.
-    `charging_share` is the share of readings reporting a charging state that say CHARGING (None
-    when none report one).
+    Buckets of whole hours take the whole hours of the range from `ReadingHour` (168 rows for a
+    week of 1-hour buckets instead of 10,080 1-minute readings), which holds each hour's last
+    position too, and only the partial hours at either end from the readings; other bucket sizes
+    read the readings. Of the readings, one scan gives the aggregates with the time of each
+    bucket's last reading that has a position, read then by (vehicle, recorded_at), the unique
+    index. `charging_share` is the share of readings reporting a charging state that say
+    CHARGING (None when none report one).
     """
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     first_hour, end_hour = _ceil_hour(start), _floor_hour(end)
     if bucket_seconds % HOUR_SECONDS or first_hour >= end_hour:
-        totals = _reading_totals(vehicle, bucket_seconds, [(start, end)])
+        parts = _reading_parts(vehicle, bucket_seconds, [(start, end)])[0]
     else:
-        totals = _reading_totals(vehicle, bucket_seconds, [(start, first_hour), (end_hour, end)])
-        for bucket, hours in _hour_totals(vehicle, bucket_seconds, first_hour, end_hour).items():
-            totals[bucket] = totals[bucket].plus(hours) if bucket in totals else hours
-    position_at = _positions_at(
-        vehicle, [t.last_position_at for t in totals.values() if t.last_position_at]
-    )
-    buckets = []
-    for bucket in sorted(totals, reverse=True):
-        t = totals[bucket]
-        # .get: a prune may delete that reading between the two reads.
-        at = t.last_position_at
-        lat, lon = position_at.get(at, (None, None)) if at else (None, None)
-        buckets.append(
-            Bucket(
-                start_epoch=bucket,
-                readings=t.readings,
-                soc_pct_mean=t.soc_sum / t.soc_count if t.soc_count else None,
-                charging_share=t.charging / t.with_state if t.with_state else None,
-                last_latitude=lat,
-                last_longitude=lon,
-            )
+        later, earlier = _reading_parts(
+            vehicle, bucket_seconds, [(end_hour, end), (start, first_hour)]
         )
-    return buckets
+        parts = later + _hour_parts(vehicle, bucket_seconds, first_hour, end_hour) + earlier
+    totals: dict[int, _Totals] = {}
+    for bucket, part in parts:  # newest first: a bucket's first position is its last one
+        totals[bucket] = totals[bucket].plus_earlier(part) if bucket in totals else part
+    return [
+        Bucket(
+            start_epoch=bucket,
+            readings=t.readings,
+            soc_pct_mean=t.soc_sum / t.soc_count if t.soc_count else None,
+            charging_share=t.charging / t.with_state if t.with_state else None,
+            last_latitude=t.position[0] if t.position else None,
+            last_longitude=t.position[1] if t.position else None,
+        )
+        for bucket, t in sorted(totals.items(), reverse=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -250,17 +245,16 @@ class _Totals:
     soc_count: int
     with_state: int
     charging: int
-    last_position_at: datetime | None
+    position: tuple[float, float] | None  # of the part's last reading that has one
 
-    def plus(self, other: _Totals) -> _Totals:
-        times = [t for t in (self.last_position_at, other.last_position_at) if t is not None]
+    def plus_earlier(self, earlier: _Totals) -> _Totals:
         return _Totals(
-            readings=self.readings + other.readings,
-            soc_sum=self.soc_sum + other.soc_sum,
-            soc_count=self.soc_count + other.soc_count,
-            with_state=self.with_state + other.with_state,
-            charging=self.charging + other.charging,
-            last_position_at=max(times) if times else None,
+            readings=self.readings + earlier.readings,
+            soc_sum=self.soc_sum + earlier.soc_sum,
+            soc_count=self.soc_count + earlier.soc_count,
+            with_state=self.with_state + earlier.with_state,
+            charging=self.charging + earlier.charging,
+            position=self.position or earlier.position,
         )
 
 
@@ -273,20 +267,31 @@ def _ceil_hour(moment: datetime) -> datetime:
     return hour if hour == moment else hour + timedelta(hours=1)
 
 
-def _reading_totals(
+def _reading_parts(
     vehicle: Vehicle, bucket_seconds: int, ranges: list[tuple[datetime, datetime]]
-) -> dict[int, _Totals]:
-    """Totals per bucket of the readings in the given [start, end) ranges (empty ones skipped)."""
+) -> list[list[tuple[int, _Totals]]]:
+    """For each [start, end) range, the totals of its readings per bucket, newest bucket first
+    (nothing for an empty range). One query for all ranges, one for their last positions."""
+    which_range = Case(
+        *(
+            When(recorded_at__gte=low, recorded_at__lt=high, then=Value(i))
+            for i, (low, high) in enumerate(ranges)
+        ),
+        output_field=IntegerField(),
+    )
     in_ranges = Q()
     for low, high in ranges:
         if low < high:
             in_ranges |= Q(recorded_at__gte=low, recorded_at__lt=high)
     if not in_ranges:
-        return {}
-    rows = (
+        return [[] for _ in ranges]
+    rows = list(
         Reading.objects.filter(in_ranges, vehicle=vehicle)
-        .annotate(bucket=_bucket_start(bucket_seconds))
-        .values("bucket")
+        .annotate(
+            part=which_range if len(ranges) > 1 else Value(0),
+            bucket=_bucket_start(bucket_seconds),
+        )
+        .values("part", "bucket")
         .annotate(
             readings=Count("id"),
             soc_sum=Sum("soc_pct", default=0.0),
@@ -298,54 +303,67 @@ def _reading_totals(
                 "recorded_at", filter=Q(latitude__isnull=False, longitude__isnull=False)
             ),
         )
-        .order_by()
+        .order_by("part", "-bucket")
     )
-    return {
-        int(row["bucket"]): _Totals(
-            readings=row["readings"],
-            soc_sum=row["soc_sum"],
-            soc_count=row["soc_count"],
-            with_state=row["with_state"],
-            charging=row["charging"],
-            last_position_at=row["last_position_at"],
+    position_at = _positions_at(
+        vehicle, [row["last_position_at"] for row in rows if row["last_position_at"]]
+    )
+    parts: list[list[tuple[int, _Totals]]] = [[] for _ in ranges]
+    for row in rows:
+        parts[row["part"]].append(
+            (
+                int(row["bucket"]),
+                _Totals(
+                    readings=row["readings"],
+                    soc_sum=row["soc_sum"],
+                    soc_count=row["soc_count"],
+                    with_state=row["with_state"],
+                    charging=row["charging"],
+                    # .get: a prune may delete that reading between the two reads.
+                    position=position_at.get(row["last_position_at"]),
+                ),
+            )
         )
-        for row in rows
-    }
+    return parts
 
 
-def _hour_totals(
+def _hour_parts(
     vehicle: Vehicle, bucket_seconds: int, first_hour: datetime, end_hour: datetime
-) -> dict[int, _Totals]:
-    """Totals per bucket of the whole hours in [first_hour, end_hour), from the hourly rollup."""
+) -> list[tuple[int, _Totals]]:
+    """The totals of each whole hour in [first_hour, end_hour), newest first, from the rollup,
+    with the bucket each falls in."""
     rows = (
         ReadingHour.objects.filter(
             vehicle=vehicle,
             hour_epoch__gte=int(first_hour.timestamp()),
             hour_epoch__lt=int(end_hour.timestamp()),
         )
-        .annotate(bucket=F("hour_epoch") / bucket_seconds * bucket_seconds)
-        .values("bucket")
-        .annotate(
-            readings_total=Sum("readings"),
-            soc_sum_total=Sum("soc_sum"),
-            soc_count_total=Sum("soc_count"),
-            with_state_total=Sum("with_state"),
-            charging_total=Sum("charging"),
-            last_position_at_max=Max("last_position_at"),
+        .order_by("-hour_epoch")
+        .values_list(
+            "hour_epoch",
+            "readings",
+            "soc_sum",
+            "soc_count",
+            "with_state",
+            "charging",
+            "last_latitude",
+            "last_longitude",
         )
-        .order_by()
     )
-    return {
-        int(row["bucket"]): _Totals(
-            readings=row["readings_total"],
-            soc_sum=row["soc_sum_total"],
-            soc_count=row["soc_count_total"],
-            with_state=row["with_state_total"],
-            charging=row["charging_total"],
-            last_position_at=row["last_position_at_max"],
+    return [
+        (
+            hour // bucket_seconds * bucket_seconds,
+            _Totals(
+                readings=readings,
+                soc_sum=soc_sum,
+                soc_count=soc_count,
+                with_state=with_state,
+                charging=charging,
+                position=None if latitude is None or longitude is None else (latitude, longitude),
+            ),
         )
-        for row in rows
-    }
+        for hour, readings, soc_sum, soc_count, with_state, charging, latitude, longitude in rows
+    ]
 
 
 # Below SQLite's historical limit of 999 parameters per statement, with room for the vehicle.

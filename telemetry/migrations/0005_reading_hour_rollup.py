@@ -10,9 +10,77 @@ SQL is written out here, not imported, so that this migration means the same thi
 import django.db.models.deletion
 from django.db import migrations, models
 
-COLUMNS = (
-    "vehicle_id, hour_epoch, readings, soc_sum, soc_count, with_state, charging, last_position_at"
-)
+ROLLUP = "telemetry_readinghour"
+AGGREGATED = "readings, soc_sum, soc_count, with_state, charging, last_position_at"
+POSITION = ("last_position_at", "last_latitude", "last_longitude")
+
+
+def _upsert_new_reading(hour, old):
+    """The insert trigger's statement: NEW's hour gains one reading. `old` prefixes the stored
+    row's columns in DO UPDATE (PostgreSQL needs the table alias, SQLite takes bare names)."""
+    newer = (
+        f"excluded.last_position_at IS NOT NULL AND ({old}last_position_at IS NULL"
+        f" OR excluded.last_position_at > {old}last_position_at)"
+    )
+    position = ",\n        ".join(
+        f"{column} = CASE WHEN {newer} THEN excluded.{column} ELSE {old}{column} END"
+        for column in POSITION
+    )
+    return f"""INSERT INTO {ROLLUP} {"AS r " if old else ""}(
+        vehicle_id, hour_epoch, {AGGREGATED}, last_latitude, last_longitude)
+    VALUES (
+        NEW.vehicle_id, {hour}, 1, COALESCE(NEW.soc_pct, 0),
+        CASE WHEN NEW.soc_pct IS NULL THEN 0 ELSE 1 END,
+        CASE WHEN NEW.charging_state IS NULL THEN 0 ELSE 1 END,
+        CASE WHEN NEW.charging_state = 'CHARGING' THEN 1 ELSE 0 END,
+        CASE WHEN NEW.latitude IS NOT NULL AND NEW.longitude IS NOT NULL
+             THEN NEW.recorded_at END,
+        CASE WHEN NEW.latitude IS NOT NULL AND NEW.longitude IS NOT NULL
+             THEN NEW.latitude END,
+        CASE WHEN NEW.latitude IS NOT NULL AND NEW.longitude IS NOT NULL
+             THEN NEW.longitude END
+    )
+    ON CONFLICT (vehicle_id, hour_epoch) DO UPDATE SET
+        readings = {old}readings + 1,
+        soc_sum = {old}soc_sum + excluded.soc_sum,
+        soc_count = {old}soc_count + excluded.soc_count,
+        with_state = {old}with_state + excluded.with_state,
+        charging = {old}charging + excluded.charging,
+        {position};"""
+
+
+def _aggregate(vehicle, hour, where):
+    """SELECT of the rollup's aggregated columns over the readings matching `where`."""
+    return f"""SELECT {vehicle}, {hour}, COUNT(*), COALESCE(SUM(soc_pct), 0), COUNT(soc_pct),
+           COUNT(charging_state), COUNT(CASE WHEN charging_state = 'CHARGING' THEN 1 END),
+           MAX(CASE WHEN latitude IS NOT NULL AND longitude IS NOT NULL THEN recorded_at END)
+    FROM telemetry_reading WHERE {where}"""
+
+
+def _fill_positions(where):
+    """UPDATEs that set each matching row's position to that of the reading its
+    last_position_at names (unique by vehicle and time)."""
+    return [
+        f"""UPDATE {ROLLUP} SET last_{column} = (
+        SELECT p.{column} FROM telemetry_reading AS p
+        WHERE p.vehicle_id = {ROLLUP}.vehicle_id AND p.recorded_at = {ROLLUP}.last_position_at)
+    WHERE last_position_at IS NOT NULL AND {where}"""
+        for column in ("latitude", "longitude")
+    ]
+
+
+def _recompute(vehicle, hour, hour_start, hour_end):
+    """Statements that rebuild one (vehicle, hour) row from the readings (none if it has none)."""
+    fill_positions = ";\n    ".join(
+        _fill_positions(f"vehicle_id = {vehicle} AND hour_epoch = {hour}")
+    )
+    return f"""
+    DELETE FROM {ROLLUP} WHERE vehicle_id = {vehicle} AND hour_epoch = {hour};
+    INSERT INTO {ROLLUP} (vehicle_id, hour_epoch, {AGGREGATED})
+    {_aggregate(vehicle, hour, f"vehicle_id = {vehicle} AND recorded_at >= {hour_start} AND recorded_at < {hour_end}")}
+    GROUP BY vehicle_id;
+    {fill_positions};"""
+
 
 # --- SQLite -------------------------------------------------------------------------------------
 # Django stores an aware datetime as UTC text ("YYYY-MM-DD HH:MM:SS[.ffffff]"), which
@@ -26,40 +94,19 @@ def _sqlite_hour(row):
 
 def _sqlite_recompute(row):
     hour = _sqlite_hour(row)
-    return f"""
-    DELETE FROM telemetry_readinghour WHERE vehicle_id = {row}.vehicle_id AND hour_epoch = {hour};
-    INSERT INTO telemetry_readinghour ({COLUMNS})
-    SELECT vehicle_id, {hour}, COUNT(*), TOTAL(soc_pct), COUNT(soc_pct), COUNT(charging_state),
-           COUNT(CASE WHEN charging_state = 'CHARGING' THEN 1 END),
-           MAX(CASE WHEN latitude IS NOT NULL AND longitude IS NOT NULL THEN recorded_at END)
-    FROM telemetry_reading
-    WHERE vehicle_id = {row}.vehicle_id
-      AND recorded_at >= datetime({hour}, 'unixepoch')
-      AND recorded_at < datetime({hour} + 3600, 'unixepoch')
-    GROUP BY vehicle_id;"""
+    return _recompute(
+        f"{row}.vehicle_id",
+        hour,
+        f"datetime({hour}, 'unixepoch')",
+        f"datetime({hour} + 3600, 'unixepoch')",
+    )
 
 
 SQLITE_CREATE = [
     f"""
 CREATE TRIGGER telemetry_reading_rollup_insert AFTER INSERT ON telemetry_reading
 BEGIN
-    INSERT INTO telemetry_readinghour ({COLUMNS})
-    VALUES (
-        NEW.vehicle_id, {_sqlite_hour("NEW")}, 1, COALESCE(NEW.soc_pct, 0.0),
-        NEW.soc_pct IS NOT NULL, NEW.charging_state IS NOT NULL,
-        COALESCE(NEW.charging_state = 'CHARGING', 0),
-        CASE WHEN NEW.latitude IS NOT NULL AND NEW.longitude IS NOT NULL
-             THEN NEW.recorded_at END
-    )
-    ON CONFLICT (vehicle_id, hour_epoch) DO UPDATE SET
-        readings = readings + 1,
-        soc_sum = soc_sum + excluded.soc_sum,
-        soc_count = soc_count + excluded.soc_count,
-        with_state = with_state + excluded.with_state,
-        charging = charging + excluded.charging,
-        last_position_at = CASE
-            WHEN last_position_at IS NULL OR excluded.last_position_at > last_position_at
-            THEN excluded.last_position_at ELSE last_position_at END;
+    {_upsert_new_reading(_sqlite_hour("NEW"), old="")}
 END""",
     f"""
 CREATE TRIGGER telemetry_reading_rollup_delete AFTER DELETE ON telemetry_reading
@@ -90,21 +137,9 @@ def _pg_hour(row):
 
 
 PG_RECOMPUTE_FUNCTION = f"""
-CREATE FUNCTION telemetry_readinghour_recompute(vid telemetry_reading.vehicle_id%TYPE, h bigint)
+CREATE FUNCTION telemetry_readinghour_recompute(vid uuid, h bigint)
 RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM telemetry_readinghour WHERE vehicle_id = vid AND hour_epoch = h;
-    INSERT INTO telemetry_readinghour ({COLUMNS})
-    SELECT vid, h, COUNT(*), COALESCE(SUM(soc_pct), 0), COUNT(soc_pct), COUNT(charging_state),
-           COUNT(*) FILTER (WHERE charging_state = 'CHARGING'),
-           MAX(recorded_at) FILTER (WHERE latitude IS NOT NULL AND longitude IS NOT NULL)
-    FROM telemetry_reading
-    WHERE vehicle_id = vid AND recorded_at >= to_timestamp(h) AND recorded_at < to_timestamp(h + 3600)
-    HAVING COUNT(*) > 0
-    ON CONFLICT (vehicle_id, hour_epoch) DO UPDATE SET
-        readings = excluded.readings, soc_sum = excluded.soc_sum, soc_count = excluded.soc_count,
-        with_state = excluded.with_state, charging = excluded.charging,
-        last_position_at = excluded.last_position_at;
+BEGIN{_recompute("vid", "h", "to_timestamp(h)", "to_timestamp(h + 3600)")}
 END
 $$"""
 
@@ -112,21 +147,7 @@ PG_TRIGGER_FUNCTION = f"""
 CREATE FUNCTION telemetry_reading_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO telemetry_readinghour AS r ({COLUMNS})
-        VALUES (
-            NEW.vehicle_id, {_pg_hour("NEW")}, 1, COALESCE(NEW.soc_pct, 0),
-            (NEW.soc_pct IS NOT NULL)::int, (NEW.charging_state IS NOT NULL)::int,
-            COALESCE(NEW.charging_state = 'CHARGING', false)::int,
-            CASE WHEN NEW.latitude IS NOT NULL AND NEW.longitude IS NOT NULL
-                 THEN NEW.recorded_at END
-        )
-        ON CONFLICT (vehicle_id, hour_epoch) DO UPDATE SET
-            readings = r.readings + 1,
-            soc_sum = r.soc_sum + excluded.soc_sum,
-            soc_count = r.soc_count + excluded.soc_count,
-            with_state = r.with_state + excluded.with_state,
-            charging = r.charging + excluded.charging,
-            last_position_at = GREATEST(r.last_position_at, excluded.last_position_at);
+        {_upsert_new_reading(_pg_hour("NEW"), old="r.")}
         RETURN NULL;
     END IF;
     PERFORM telemetry_readinghour_recompute(OLD.vehicle_id, {_pg_hour("OLD")});
@@ -156,18 +177,17 @@ PG_DROP = [
 
 
 def _backfill(hour):
-    return f"""
-INSERT INTO telemetry_readinghour ({COLUMNS})
-SELECT vehicle_id, {hour}, COUNT(*), COALESCE(SUM(soc_pct), 0), COUNT(soc_pct),
-       COUNT(charging_state), COUNT(CASE WHEN charging_state = 'CHARGING' THEN 1 END),
-       MAX(CASE WHEN latitude IS NOT NULL AND longitude IS NOT NULL THEN recorded_at END)
-FROM telemetry_reading
-GROUP BY vehicle_id, {hour}"""
+    return [
+        f"""INSERT INTO {ROLLUP} (vehicle_id, hour_epoch, {AGGREGATED})
+    {_aggregate("vehicle_id", hour, "TRUE")}
+    GROUP BY vehicle_id, {hour}""",
+        *_fill_positions("TRUE"),
+    ]
 
 
 STATEMENTS = {
-    "sqlite": (SQLITE_CREATE + [_backfill(_sqlite_hour("telemetry_reading"))], SQLITE_DROP),
-    "postgresql": (PG_CREATE + [_backfill(_pg_hour("telemetry_reading"))], PG_DROP),
+    "sqlite": (SQLITE_CREATE + _backfill(_sqlite_hour("telemetry_reading")), SQLITE_DROP),
+    "postgresql": (PG_CREATE + _backfill(_pg_hour("telemetry_reading")), PG_DROP),
 }
 
 
@@ -207,6 +227,8 @@ class Migration(migrations.Migration):
                 ("with_state", models.PositiveIntegerField()),
                 ("charging", models.PositiveIntegerField()),
                 ("last_position_at", models.DateTimeField(null=True)),
+                ("last_latitude", models.FloatField(null=True)),
+                ("last_longitude", models.FloatField(null=True)),
                 (
                     "vehicle",
                     models.ForeignKey(

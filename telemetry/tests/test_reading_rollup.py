@@ -34,7 +34,7 @@ def add_readings(vehicle, minutes, *, soc=50.0, positioned=True):
             source=Reading.Source.POLL,
             soc_pct=soc,
             charging_state=Reading.ChargingState.CHARGING,
-            latitude=1.0 if positioned else None,
+            latitude=float(m) if positioned else None,  # tells the readings' positions apart
             longitude=2.0 if positioned else None,
         )
         for m in minutes
@@ -43,7 +43,12 @@ def add_readings(vehicle, minutes, *, soc=50.0, positioned=True):
 
 def rollup() -> dict:
     return {
-        (h.vehicle_id, h.hour_epoch): (h.readings, h.soc_sum, h.soc_count, h.last_position_at)
+        (h.vehicle_id, h.hour_epoch): (
+            h.readings,
+            h.soc_sum,
+            h.soc_count,
+            (h.last_position_at, h.last_latitude),
+        )
         for h in ReadingHour.objects.all()
     }
 
@@ -51,17 +56,16 @@ def rollup() -> dict:
 def recomputed() -> dict:
     """The rollup's definition, computed from the readings in Python."""
     hours: dict = {}
-    for r in Reading.objects.all():
+    for r in Reading.objects.order_by("recorded_at"):
         key = (r.vehicle_id, int(r.recorded_at.timestamp()) // 3600 * 3600)
-        count, soc_sum, soc_count, last = hours.get(key, (0, 0.0, 0, None))
-        positioned = r.latitude is not None and r.longitude is not None
+        count, soc_sum, soc_count, last = hours.get(key, (0, 0.0, 0, (None, None)))
+        if r.latitude is not None and r.longitude is not None:
+            last = (r.recorded_at, r.latitude)  # ascending order: the newest stays
         hours[key] = (
             count + 1,
             soc_sum + (r.soc_pct or 0.0),
             soc_count + (r.soc_pct is not None),
-            max(last, r.recorded_at)
-            if positioned and last
-            else (r.recorded_at if positioned else last),
+            last,
         )
     return hours
 
@@ -114,8 +118,8 @@ def test_the_store_service_feeds_the_rollup(user):
 
     hour = int(HOUR.timestamp())
     assert rollup() == {
-        (vehicle.pk, hour): (2, 40.0, 1, None),
-        (vehicle.pk, hour + 3600): (1, 60.0, 1, None),
+        (vehicle.pk, hour): (2, 40.0, 1, (None, None)),
+        (vehicle.pk, hour + 3600): (1, 60.0, 1, (None, None)),
     }
 
 
@@ -138,8 +142,8 @@ def test_migration_backfills_the_rollup_and_reverses_cleanly(user):
 
         hour = int(HOUR.timestamp())
         assert rollup() == {
-            (vehicle.pk, hour): (3, 60.0, 2, HOUR + timedelta(minutes=2)),
-            (vehicle.pk, hour + 3600): (1, 30.0, 1, HOUR + timedelta(minutes=61)),
+            (vehicle.pk, hour): (3, 60.0, 2, (HOUR + timedelta(minutes=2), 2.0)),
+            (vehicle.pk, hour + 3600): (1, 30.0, 1, (HOUR + timedelta(minutes=61), 61.0)),
         }
         add_readings(vehicle, [4])  # the triggers are in place again
         assert rollup() == recomputed()

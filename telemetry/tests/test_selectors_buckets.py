@@ -94,16 +94,17 @@ def hourly_reference(rows):
     result = {}
     for key, members in hours.items():
         socs = [r.soc_pct for r in members if r.soc_pct is not None]
-        positioned = [
-            r.recorded_at for r in members if r.latitude is not None and r.longitude is not None
-        ]
+        positioned = [r for r in members if r.latitude is not None and r.longitude is not None]
+        last = max(positioned, key=lambda r: r.recorded_at) if positioned else None
         result[key] = (
             len(members),
             pytest.approx(sum(socs)),
             len(socs),
             sum(1 for r in members if r.charging_state is not None),
             sum(1 for r in members if r.charging_state == "CHARGING"),
-            max(positioned) if positioned else None,
+            last.recorded_at if last else None,
+            last.latitude if last else None,
+            last.longitude if last else None,
         )
     return result
 
@@ -189,6 +190,8 @@ def test_buckets_match_the_definition(vehicles, rows, changes, bucket_seconds, w
             h.with_state,
             h.charging,
             h.last_position_at,
+            h.last_latitude,
+            h.last_longitude,
         )
         for h in ReadingHour.objects.all()
     }
@@ -231,3 +234,38 @@ def test_bounds_and_positions_at_the_same_time_on_another_vehicle(vehicles, sqli
     assert [(b.start, b.readings, b.last_latitude) for b in buckets] == [
         (datetime(2025, 3, 1, 10, tzinfo=UTC), 2, 1.0)
     ]
+
+
+@pytest.mark.parametrize(
+    ("positioned_minutes", "expected_latitude"),
+    [
+        ((5, 15, 75, 135), 135.0),  # the later edge (12:05, a partial hour) wins
+        ((5, 15, 75), 75.0),  # else the newest whole hour (11:05) wins over an older one
+        ((5,), 5.0),  # else the earlier edge (09:55)
+    ],
+)
+def test_a_day_bucket_takes_the_newest_position_of_its_parts(
+    vehicles, positioned_minutes, expected_latitude
+):
+    """Random data rarely gives one bucket positions in both edges and several whole hours."""
+    mine, _ = vehicles
+    for minute in (5, 15, 75, 135, 136):  # 09:55, 10:05, 11:05, 12:05, 12:06
+        positioned = minute in positioned_minutes
+        Reading.objects.create(
+            vehicle=mine,
+            recorded_at=BASE + timedelta(minutes=minute),
+            received_at=BASE,
+            source=Reading.Source.POLL,
+            latitude=float(minute) if positioned else None,
+            longitude=0.0 if positioned else None,
+            soc_pct=10.0,
+        )
+
+    (bucket,) = reading_buckets(
+        vehicle=mine,
+        start=BASE + timedelta(minutes=1),  # 09:51: a partial hour first
+        end=BASE + timedelta(minutes=140),  # 12:10: and a partial hour last
+        bucket_seconds=24 * 3600,
+    )
+
+    assert (bucket.readings, bucket.last_latitude) == (5, expected_latitude)
