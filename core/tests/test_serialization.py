@@ -6,7 +6,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from unittest.mock import patch
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework import serializers
+from rest_framework.fields import get_attribute as drf_get_attribute
 
 from core.serialization import represent
 
@@ -74,3 +78,106 @@ def test_threads_get_their_own_instances_and_the_same_output():
 
     assert errors == []
     assert all(result == expected for result in results)
+
+
+# --- The direct path of flat serializers ------------------------------------------------------
+
+
+class Flat(serializers.Serializer):
+    """Plain value fields only, renamed sources included: represented by the direct path."""
+
+    when = serializers.DateTimeField(source="at")
+    amount = serializers.FloatField(allow_null=True)
+    count = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["a", "b"])
+    flag = serializers.BooleanField(allow_null=True)
+    note = serializers.CharField(default="none", source="text")
+
+
+class Holder(serializers.Serializer):
+    """Not flat (a nested list): DRF's own method, with the flat child on the direct path."""
+
+    title = serializers.CharField()
+    items = Flat(many=True)
+
+
+flats = st.builds(
+    SimpleNamespace,
+    at=st.datetimes(timezones=st.just(UTC)),
+    amount=st.none() | st.floats(allow_nan=False),
+    count=st.integers(),
+    kind=st.sampled_from(["a", "b"]),
+    flag=st.none() | st.booleans(),
+    text=st.text(max_size=5),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.lists(flats, max_size=5))
+def test_the_direct_path_gives_what_drf_gives(items):
+    holder = SimpleNamespace(title="t", items=items)
+
+    assert represent(Holder, holder) == Holder(holder).data
+    assert represent(Flat, items, many=True) == Flat(items, many=True).data
+
+
+def test_the_direct_path_skips_drf_attribute_walk():
+    item = SimpleNamespace(
+        at=datetime(2025, 3, 1, tzinfo=UTC), amount=1.0, count=2, kind="a", flag=True, text="x"
+    )
+    represent(Flat, item)
+    with patch("rest_framework.fields.get_attribute", wraps=drf_get_attribute) as walks:
+        represent(Flat, item)
+    assert walks.call_count == 0
+
+    with patch("rest_framework.fields.get_attribute", wraps=drf_get_attribute) as walks:
+        represent(Point, point(10, 2.0))
+    assert walks.call_count > 0  # SerializerMethodField: not flat, DRF's own method
+
+
+class WithMethod:
+    at = datetime(2025, 3, 1, tzinfo=UTC)
+    amount = None
+    kind = "b"
+    flag = None
+    text = "t"
+
+    def count(self) -> int:  # DRF calls a simple callable
+        return 7
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        # A mapping: DRF reads keys.
+        {
+            "at": datetime(2025, 3, 1, tzinfo=UTC),
+            "amount": 1.5,
+            "count": 1,
+            "kind": "a",
+            "flag": False,
+            "text": "m",
+        },
+        WithMethod(),
+        # `text` missing: DRF uses the field's default.
+        SimpleNamespace(
+            at=datetime(2025, 3, 1, tzinfo=UTC), amount=None, count=3, kind="a", flag=None
+        ),
+    ],
+    ids=["mapping", "callable", "missing-with-default"],
+)
+def test_what_the_direct_path_does_not_cover_goes_to_drf(instance):
+    assert represent(Flat, instance) == Flat(instance).data
+
+
+def test_a_missing_required_attribute_fails_as_in_drf():
+    incomplete = SimpleNamespace(
+        at=datetime(2025, 3, 1, tzinfo=UTC), amount=None, kind="a", flag=None, text="t"
+    )
+
+    with pytest.raises(AttributeError, match="count") as ours:
+        represent(Flat, incomplete)
+    with pytest.raises(AttributeError) as drfs:
+        Flat(incomplete).data  # noqa: B018 - the property raises
+
+    assert str(ours.value) == str(drfs.value)
