@@ -6,6 +6,7 @@ Each has an explicit OpenAPI component name. Must never expose tokens, the VIN o
 bookkeeping (leases, error texts).
 """
 
+from datetime import UTC
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -17,14 +18,23 @@ from telemetry.selectors import vehicle_api_status, vehicle_latest_reading
 from vehicles.models import Vehicle
 
 
+class UtcDateTimeField(serializers.DateTimeField):
+    """A time as the API sends every time: ISO 8601 in UTC ("...Z"). Named once here rather than
+    left to DRF's current time zone (also UTC, settings.TIME_ZONE), which DRF looks up for every
+    value it writes: about 1 ms of a week of 1-hour buckets."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+
 @extend_schema_serializer(component_name="TelemetryReading")
 class ReadingSerializer(serializers.Serializer):
     """One reading; every field is present, null where the vehicle did not report it."""
 
-    recordedAt = serializers.DateTimeField(
+    recordedAt = UtcDateTimeField(
         source="recorded_at", help_text="When the vehicle recorded the values."
     )
-    receivedAt = serializers.DateTimeField(source="received_at", help_text="When we received them.")
+    receivedAt = UtcDateTimeField(source="received_at", help_text="When we received them.")
     source = serializers.ChoiceField(choices=Reading.Source.choices)  # type: ignore[assignment]
     socPct = serializers.FloatField(source="soc_pct", allow_null=True, help_text="0-100.")
     rangeKm = serializers.FloatField(source="range_km", allow_null=True)
@@ -49,7 +59,7 @@ class VehicleSerializer(serializers.Serializer):
     year = serializers.IntegerField(allow_null=True)
     nickname = serializers.CharField()
     isPrimary = serializers.BooleanField(source="is_primary")
-    connectedAt = serializers.DateTimeField(source="connected_at", allow_null=True)
+    connectedAt = UtcDateTimeField(source="connected_at", allow_null=True)
     latestTelemetry = serializers.SerializerMethodField()
 
     @extend_schema_field(serializers.ChoiceField(choices=Vehicle.Status.choices))
@@ -64,7 +74,7 @@ class VehicleSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="TelemetryBucket")
 class BucketSerializer(serializers.Serializer):
-    bucketStart = serializers.DateTimeField(source="start")
+    bucketStart = UtcDateTimeField(source="start")
     socPctMean = serializers.FloatField(source="soc_pct_mean", allow_null=True)
     lastLatitude = serializers.FloatField(source="last_latitude", allow_null=True)
     lastLongitude = serializers.FloatField(source="last_longitude", allow_null=True)
@@ -81,7 +91,7 @@ class BucketSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="EvTelemetryLatest")
 class LegacyReadingSerializer(serializers.Serializer):
-    recorded_at = serializers.DateTimeField()
+    recorded_at = UtcDateTimeField()
     soc_pct = serializers.FloatField(allow_null=True)
     charging_state = serializers.ChoiceField(choices=Reading.ChargingState.choices, allow_null=True)
     latitude = serializers.FloatField(allow_null=True)
@@ -98,7 +108,7 @@ class LegacyVehicleSerializer(serializers.Serializer):
     year = serializers.IntegerField(allow_null=True)
     nickname = serializers.CharField()
     is_primary = serializers.BooleanField()
-    connected_at = serializers.DateTimeField(allow_null=True)
+    connected_at = UtcDateTimeField(allow_null=True)
     latest_telemetry = serializers.SerializerMethodField()
 
     @extend_schema_field(serializers.ChoiceField(choices=Vehicle.Status.choices))
