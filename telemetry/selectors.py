@@ -13,11 +13,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Case, Count, Func, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Count, Func, IntegerField, Max, Q, QuerySet, Sum
 
 from core.compiled_select import CompiledSelect
 from core.errors import NotFoundError
@@ -206,7 +207,7 @@ def reading_buckets(
     Buckets of whole hours take the whole hours of the range from `ReadingHour` (168 rows for a
     week of 1-hour buckets instead of 10,080 1-minute readings), which holds each hour's last
     position too, and only the partial hours at either end from the readings; other bucket sizes
-    read the readings. Of the readings, one scan gives the aggregates with the time of each
+    aggregate the readings in the database: one scan gives the aggregates with the time of each
     bucket's last reading that has a position, read then by (vehicle, recorded_at), the unique
     index. `charging_share` is the share of readings reporting a charging state that say
     CHARGING (None when none report one).
@@ -214,10 +215,11 @@ def reading_buckets(
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     first_hour, end_hour = _ceil_hour(start), _floor_hour(end)
     if bucket_seconds % HOUR_SECONDS or first_hour >= end_hour:
-        parts = _reading_parts(vehicle, bucket_seconds, [(start, end)])[0]
+        parts = _reading_parts(vehicle, bucket_seconds, start, end)
     else:
-        later, earlier = _reading_parts(
-            vehicle, bucket_seconds, [(end_hour, end), (start, first_hour)]
+        # The partial hours are at most two hours of readings, each its own part.
+        later, earlier = _single_reading_parts(
+            vehicle, bucket_seconds, (end_hour, end), (start, first_hour)
         )
         parts = later + _hour_parts(vehicle, bucket_seconds, first_hour, end_hour) + earlier
     totals: dict[int, _Totals] = {}
@@ -247,6 +249,19 @@ class _Totals:
     charging: int
     position: tuple[float, float] | None  # of the part's last reading that has one
 
+    @classmethod
+    def of_reading(
+        cls, soc_pct: float | None, charging_state: str | None, lat: Any, lon: Any
+    ) -> _Totals:
+        return cls(
+            readings=1,
+            soc_sum=soc_pct or 0.0,
+            soc_count=int(soc_pct is not None),
+            with_state=int(charging_state is not None),
+            charging=int(charging_state == Reading.ChargingState.CHARGING),
+            position=None if lat is None or lon is None else (lat, lon),
+        )
+
     def plus_earlier(self, earlier: _Totals) -> _Totals:
         return _Totals(
             readings=self.readings + earlier.readings,
@@ -256,6 +271,10 @@ class _Totals:
             charging=self.charging + earlier.charging,
             position=self.position or earlier.position,
         )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 
 
 def _floor_hour(moment: datetime) -> datetime:
@@ -268,30 +287,14 @@ def _ceil_hour(moment: datetime) -> datetime:
 
 
 def _reading_parts(
-    vehicle: Vehicle, bucket_seconds: int, ranges: list[tuple[datetime, datetime]]
-) -> list[list[tuple[int, _Totals]]]:
-    """For each [start, end) range, the totals of its readings per bucket, newest bucket first
-    (nothing for an empty range). One query for all ranges, one for their last positions."""
-    which_range = Case(
-        *(
-            When(recorded_at__gte=low, recorded_at__lt=high, then=Value(i))
-            for i, (low, high) in enumerate(ranges)
-        ),
-        output_field=IntegerField(),
-    )
-    in_ranges = Q()
-    for low, high in ranges:
-        if low < high:
-            in_ranges |= Q(recorded_at__gte=low, recorded_at__lt=high)
-    if not in_ranges:
-        return [[] for _ in ranges]
+    vehicle: Vehicle, bucket_seconds: int, start: datetime, end: datetime
+) -> list[tuple[int, _Totals]]:
+    """The totals of the readings in [start, end) per bucket, newest first, aggregated by the
+    database; then each bucket's last position, by (vehicle, recorded_at)."""
     rows = list(
-        Reading.objects.filter(in_ranges, vehicle=vehicle)
-        .annotate(
-            part=which_range if len(ranges) > 1 else Value(0),
-            bucket=_bucket_start(bucket_seconds),
-        )
-        .values("part", "bucket")
+        Reading.objects.filter(vehicle=vehicle, recorded_at__gte=start, recorded_at__lt=end)
+        .annotate(bucket=_bucket_start(bucket_seconds))
+        .values("bucket")
         .annotate(
             readings=Count("id"),
             soc_sum=Sum("soc_pct", default=0.0),
@@ -303,27 +306,55 @@ def _reading_parts(
                 "recorded_at", filter=Q(latitude__isnull=False, longitude__isnull=False)
             ),
         )
-        .order_by("part", "-bucket")
+        .order_by("-bucket")
     )
     position_at = _positions_at(
         vehicle, [row["last_position_at"] for row in rows if row["last_position_at"]]
     )
-    parts: list[list[tuple[int, _Totals]]] = [[] for _ in ranges]
-    for row in rows:
-        parts[row["part"]].append(
-            (
-                int(row["bucket"]),
-                _Totals(
-                    readings=row["readings"],
-                    soc_sum=row["soc_sum"],
-                    soc_count=row["soc_count"],
-                    with_state=row["with_state"],
-                    charging=row["charging"],
-                    # .get: a prune may delete that reading between the two reads.
-                    position=position_at.get(row["last_position_at"]),
-                ),
-            )
+    return [
+        (
+            int(row["bucket"]),
+            _Totals(
+                readings=row["readings"],
+                soc_sum=row["soc_sum"],
+                soc_count=row["soc_count"],
+                with_state=row["with_state"],
+                charging=row["charging"],
+                # .get: a prune may delete that reading between the two reads.
+                position=position_at.get(row["last_position_at"]),
+            ),
         )
+        for row in rows
+    ]
+
+
+def _single_reading_parts(
+    vehicle: Vehicle, bucket_seconds: int, *ranges: tuple[datetime, datetime]
+) -> list[list[tuple[int, _Totals]]]:
+    """For each [start, end) range, one part per reading, newest first: for ranges of a few
+    readings, where this costs less than building and compiling an aggregate query."""
+    # The vehicle in each term: SQLite then reads each range off the (vehicle, recorded_at)
+    # index (a multi-index OR); with it outside, or with an ORDER BY, it walked the vehicle's
+    # whole index. So the few rows are sorted here.
+    in_ranges = Q()
+    for low, high in ranges:
+        if low < high:
+            in_ranges |= Q(vehicle=vehicle, recorded_at__gte=low, recorded_at__lt=high)
+    parts: list[list[tuple[int, _Totals]]] = [[] for _ in ranges]
+    if not in_ranges:
+        return parts
+    rows = sorted(
+        Reading.objects.filter(in_ranges)
+        .order_by()
+        .values_list("recorded_at", "soc_pct", "charging_state", "latitude", "longitude"),
+        key=itemgetter(0),
+        reverse=True,
+    )
+    for recorded_at, soc_pct, charging_state, lat, lon in rows:
+        # Whole seconds, floored, as the database's bucket start: integer arithmetic, no float.
+        bucket = (recorded_at - _EPOCH) // _SECOND // bucket_seconds * bucket_seconds
+        which = next(i for i, (low, high) in enumerate(ranges) if low <= recorded_at < high)
+        parts[which].append((bucket, _Totals.of_reading(soc_pct, charging_state, lat, lon)))
     return parts
 
 

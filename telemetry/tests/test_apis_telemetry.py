@@ -554,8 +554,8 @@ def test_history_buckets_query_count_is_constant(
     }
 
     # The JWT's user, the vehicle, the partial hours' readings, the whole hours' totals (the
-    # rollup), the last positions.
-    with django_assert_num_queries(5):
+    # rollup, with their last positions).
+    with django_assert_num_queries(4):
         body = api_client.get(history_url(vehicle), params).json()
 
     assert len(body["buckets"]) == hours + 1

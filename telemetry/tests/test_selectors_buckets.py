@@ -269,3 +269,25 @@ def test_a_day_bucket_takes_the_newest_position_of_its_parts(
     )
 
     assert (bucket.readings, bucket.last_latitude) == (5, expected_latitude)
+
+
+def test_partial_hours_put_a_reading_at_an_hours_last_microsecond_in_that_hour(vehicles):
+    mine, _ = vehicles
+    last_of_ten = datetime(2025, 3, 1, 10, 59, 59, 999_999, tzinfo=UTC)
+    for at in (
+        last_of_ten,
+        last_of_ten + timedelta(microseconds=1),
+        last_of_ten + timedelta(hours=1),
+    ):
+        Reading.objects.create(
+            vehicle=mine, recorded_at=at, received_at=at, source=Reading.Source.POLL, soc_pct=1.0
+        )
+
+    buckets = reading_buckets(
+        vehicle=mine,
+        start=datetime(2025, 3, 1, 10, 30, tzinfo=UTC),  # 10:30-11:00 is a partial hour
+        end=datetime(2025, 3, 1, 12, 30, tzinfo=UTC),  # 11:00-12:00 whole, 12:00-12:30 partial
+        bucket_seconds=3600,
+    )
+
+    assert [(b.start.hour, b.readings) for b in buckets] == [(11, 2), (10, 1)]
