@@ -260,7 +260,7 @@ class _Totals(NamedTuple):
             soc_count=int(soc_pct is not None),
             with_state=int(charging_state is not None),
             charging=int(charging_state == Reading.ChargingState.CHARGING),
-            position=None if lat is None or lon is None else (lat, lon),
+            position=_position(lat, lon),
         )
 
     def plus_earlier(self, earlier: _Totals) -> _Totals:
@@ -272,6 +272,11 @@ class _Totals(NamedTuple):
             charging=self.charging + earlier.charging,
             position=self.position or earlier.position,
         )
+
+
+def _position(lat: Any, lon: Any) -> tuple[float, float] | None:
+    """A position is a latitude and a longitude, both; half of one is none."""
+    return None if lat is None or lon is None else (lat, lon)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -391,7 +396,7 @@ def _hour_parts(
                 soc_count=soc_count,
                 with_state=with_state,
                 charging=charging,
-                position=None if latitude is None or longitude is None else (latitude, longitude),
+                position=_position(latitude, longitude),
             ),
         )
         for hour, readings, soc_sum, soc_count, with_state, charging, latitude, longitude in rows
