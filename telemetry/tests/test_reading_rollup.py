@@ -19,6 +19,7 @@ from telemetry.models import Reading, ReadingHour
 from telemetry.services.pruning import telemetry_prune
 from telemetry.services.readings import telemetry_store_reading
 from telemetry.tests.test_polling import make_vehicles
+from telemetry.tests.test_selectors_buckets import hourly_reference, rollup_table
 
 pytestmark = pytest.mark.django_db
 
@@ -41,33 +42,8 @@ def add_readings(vehicle, minutes, *, soc=50.0, positioned=True):
     )
 
 
-def rollup() -> dict:
-    return {
-        (h.vehicle_id, h.hour_epoch): (
-            h.readings,
-            h.soc_sum,
-            h.soc_count,
-            (h.last_position_at, h.last_latitude),
-        )
-        for h in ReadingHour.objects.all()
-    }
-
-
-def recomputed() -> dict:
-    """The rollup's definition, computed from the readings in Python."""
-    hours: dict = {}
-    for r in Reading.objects.order_by("recorded_at"):
-        key = (r.vehicle_id, int(r.recorded_at.timestamp()) // 3600 * 3600)
-        count, soc_sum, soc_count, last = hours.get(key, (0, 0.0, 0, (None, None)))
-        if r.latitude is not None and r.longitude is not None:
-            last = (r.recorded_at, r.latitude)  # ascending order: the newest stays
-        hours[key] = (
-            count + 1,
-            soc_sum + (r.soc_pct or 0.0),
-            soc_count + (r.soc_pct is not None),
-            last,
-        )
-    return hours
+def rollup_matches_the_readings() -> bool:
+    return rollup_table() == hourly_reference(Reading.objects.all())
 
 
 def test_prune_leaves_the_rollup_matching_the_readings(user):
@@ -90,8 +66,8 @@ def test_prune_leaves_the_rollup_matching_the_readings(user):
 
     assert deleted == 22
     assert Reading.objects.count() == 13
-    assert rollup() == recomputed()
-    assert sum(readings for readings, *_ in rollup().values()) == 13
+    assert rollup_matches_the_readings()
+    assert sum(readings for readings, *_ in rollup_table().values()) == 13
 
 
 def test_deleting_a_vehicle_deletes_its_hours(user):
@@ -101,8 +77,8 @@ def test_deleting_a_vehicle_deletes_its_hours(user):
 
     a.delete()
 
-    assert {vehicle for vehicle, _ in rollup()} == {b.pk}
-    assert rollup() == recomputed()
+    assert {vehicle for vehicle, _ in rollup_table()} == {b.pk}
+    assert rollup_matches_the_readings()
 
 
 def test_the_store_service_feeds_the_rollup(user):
@@ -117,9 +93,9 @@ def test_the_store_service_feeds_the_rollup(user):
         )
 
     hour = int(HOUR.timestamp())
-    assert rollup() == {
-        (vehicle.pk, hour): (2, 40.0, 1, (None, None)),
-        (vehicle.pk, hour + 3600): (1, 60.0, 1, (None, None)),
+    assert rollup_table() == {
+        (vehicle.pk, hour): (2, 40.0, 1, 0, 0, None, None, None),
+        (vehicle.pk, hour + 3600): (1, 60.0, 1, 0, 0, None, None, None),
     }
 
 
@@ -141,12 +117,12 @@ def test_migration_backfills_the_rollup_and_reverses_cleanly(user):
         executor.migrate(latest)
 
         hour = int(HOUR.timestamp())
-        assert rollup() == {
-            (vehicle.pk, hour): (3, 60.0, 2, (HOUR + timedelta(minutes=2), 2.0)),
-            (vehicle.pk, hour + 3600): (1, 30.0, 1, (HOUR + timedelta(minutes=61), 61.0)),
+        assert rollup_table() == {
+            (vehicle.pk, hour): (3, 60.0, 2, 3, 3, HOUR + timedelta(minutes=2), 2.0, 2.0),
+            (vehicle.pk, hour + 3600): (1, 30.0, 1, 1, 1, HOUR + timedelta(minutes=61), 61.0, 2.0),
         }
         add_readings(vehicle, [4])  # the triggers are in place again
-        assert rollup() == recomputed()
+        assert rollup_matches_the_readings()
     finally:
         executor.loader.build_graph()
         executor.migrate(latest)

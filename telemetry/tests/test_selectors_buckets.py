@@ -86,7 +86,27 @@ changes = st.lists(
 )
 
 
+def rollup_table():
+    """ReadingHour's rows, keyed and shaped as `hourly_reference` gives them."""
+    return {
+        (h.vehicle_id, h.hour_epoch): (
+            h.readings,
+            h.soc_sum,
+            h.soc_count,
+            h.with_state,
+            h.charging,
+            h.last_position_at,
+            h.last_latitude,
+            h.last_longitude,
+        )
+        for h in ReadingHour.objects.all()
+    }
+
+
 def hourly_reference(rows):
+    """The rollup's definition over `rows`: per (vehicle, UTC hour), the reading count, the
+    state-of-charge sum and count, readings with a charging state and those CHARGING, and the
+    newest positioned reading's time, latitude and longitude."""
     hours: dict[tuple, list] = {}
     for row in rows:
         hour = int(row.recorded_at.timestamp()) // 3600 * 3600
@@ -182,20 +202,7 @@ def test_buckets_match_the_definition(vehicles, rows, changes, bucket_seconds, w
 
     mine_only = [r for r in remaining if r.vehicle_id == mine.pk]
     assert got == reference(mine_only, start=start, end=end, bucket_seconds=bucket_seconds)
-    rollup = {
-        (h.vehicle_id, h.hour_epoch): (
-            h.readings,
-            h.soc_sum,
-            h.soc_count,
-            h.with_state,
-            h.charging,
-            h.last_position_at,
-            h.last_latitude,
-            h.last_longitude,
-        )
-        for h in ReadingHour.objects.all()
-    }
-    assert rollup == hourly_reference(remaining)
+    assert rollup_table() == hourly_reference(remaining)
 
 
 @pytest.mark.parametrize("sqlite_before_3_38", [False, True])
