@@ -24,7 +24,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from core.compiled_select import CompiledSelect
+from core.compiled_select import CompiledSelect, Param
 from core.jwt_tokens import InvalidJWTError, decode_jwt
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def user_for_claims(claims: dict[str, Any]) -> AbstractBaseUser:
         logger.info("JWT refused: user claim too long")
         raise AuthenticationFailed(GENERIC_FAILURE)
     email = _email_from(claims, max_length=_max_length(user_model, "email"))
-    found = _USER_BY_NAME.fetch(user_id=user_id)
+    found = _USER_BY_NAME.fetch(username=user_id)
     if found:
         user, created = found[0], False
     else:
@@ -98,13 +98,17 @@ def user_for_claims(claims: dict[str, Any]) -> AbstractBaseUser:
     return user
 
 
-# Every authenticated request reads its user: compiled once per thread (core.compiled_select).
-def _users_named(user_id: str) -> QuerySet[Any]:
+# Every authenticated request reads its user: built and compiled once per thread
+# (core.compiled_select).
+def _user_by_name() -> QuerySet[Any]:
     user_model = get_user_model()
-    return user_model._default_manager.filter(**{user_model.USERNAME_FIELD: user_id})[:1]
+    username: Any = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    return user_model._default_manager.filter(
+        **{user_model.USERNAME_FIELD: Param("username", username)}
+    )[:1]
 
 
-_USER_BY_NAME = CompiledSelect(_users_named)
+_USER_BY_NAME = CompiledSelect(_user_by_name)
 
 
 def _max_length(model: type[Any], field_name: str) -> int | None:

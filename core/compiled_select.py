@@ -1,18 +1,22 @@
-"""Run a hot SELECT without compiling its SQL again on every call.
+"""Run a hot SELECT without building or compiling its queryset again on every call.
 
-Django compiles a queryset into SQL on each run. For the API's hottest reads (one of a user's
-vehicles with its account, telemetry state and latest reading joined in) that compilation was
-about 40 % of the read's CPU, more than running the query. `CompiledSelect` keeps the compiled
-SQL of a query *shape* and, on later calls, compiles only the WHERE clause (for this call's
-parameters) and reuses the rest.
+Django builds a queryset (clone after clone, one per `filter`/`select_related`/…) and compiles
+it into SQL on each run. For the API's hottest reads (the caller's user; one of a user's
+vehicles with its account, telemetry state and latest reading joined in) building and
+compiling cost more than running the query. A `CompiledSelect` is a queryset written once with
+named placeholders, `Param`s, where the per-call values go:
 
-Safety rests on two checks made when a shape is first compiled: the whole query's parameters
-must be exactly its WHERE clause's (so nothing else in the SQL depends on the values), and the
-WHERE clause's SQL text is part of the cache key (so a value that changes the SQL, such as None
-turning `=` into `IS NULL`, is a different shape), with the ordering, slice, select_related
-and deferred fields. Anything else — a queryset that is not a plain model query, an empty IN
-list — runs through the normal ORM path. Compilers hold their thread's connection, so the
-cache is per thread.
+    _ONE_VEHICLE = CompiledSelect(
+        lambda: Vehicle.objects.filter(owner_id=Param("owner_id", ...), pk=Param("pk", ...))
+    )
+    _ONE_VEHICLE.fetch(owner_id=user.pk, pk=vehicle_id)
+
+The queryset is built and compiled once per thread (compilers hold their thread's connection);
+each call binds its values into the kept SQL's parameters, each converted for the database by
+the placeholder's field exactly as the ORM converts a lookup's value. A placeholder is always
+`= %s`, so None is refused (the ORM would write `IS NULL`), as is a missing or unknown name.
+Querysets whose results the kept steps would not reproduce (values(), annotations,
+prefetch_related, …) are refused when first compiled.
 
 Uses Django's compiler internals (`select`, `klass_info`, converters, related populators), the
 same steps `ModelIterable` and `results_iter` take; `core/tests/test_compiled_select.py` pins
@@ -26,20 +30,43 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db import connections, router
+from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.query import ModelIterable, get_related_populators
 
 M = TypeVar("M", bound=Model)
 
-# Shapes kept per thread and query; a bound, in case a caller's shapes vary more than expected.
-MAX_SHAPES = 16
+
+class Param(Expression):
+    """A value given at fetch time, by name, converted by `field` (the column's model field)."""
+
+    def __init__(self, name: str, field: Field[Any, Any]) -> None:
+        super().__init__(output_field=field)
+        self.name = name
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
+        return "%s", (_Slot(self.name, self.output_field),)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a `Param`'s value goes in the compiled SQL's parameters."""
+
+    name: str
+    field: Any
+
+    def bind(self, values: dict[str, Any], connection: Any) -> Any:
+        value = values[self.name]
+        if value is None:
+            raise ValueError(f"CompiledSelect parameter {self.name!r} is None")
+        return self.field.get_db_prep_value(value, connection, prepared=False)
 
 
 @dataclass(frozen=True)
 class _Shape:
     sql: str
+    params: tuple[Any, ...]
+    names: frozenset[str]
     compiler: Any
     model: type[Model]
     init_list: list[str]
@@ -50,43 +77,63 @@ class _Shape:
 
 
 class CompiledSelect(Generic[M]):
-    """`build(**values)` returns the queryset to run; only parameter values may vary with
-    `values` (filters, excludes, slices with fixed bounds, select_related, defer, order_by)."""
+    """`build()` returns the queryset, with a `Param` wherever a call's value goes."""
 
-    def __init__(self, build: Callable[..., QuerySet[M]]) -> None:
+    def __init__(self, build: Callable[[], QuerySet[M]]) -> None:
         self._build = build
+        self._model: type[Model] | None = None
         self._local = threading.local()
 
     def fetch(self, **values: Any) -> list[M]:
-        queryset = self._build(**values)
-        if not _cacheable(queryset):
-            return list(queryset)
-        db = queryset.db
+        if self._model is None:
+            self._model = self._build().model
+        db = router.db_for_read(self._model)
         connection = connections[db]
-        query = queryset.query
-        try:
-            where_sql, where_params = query.get_compiler(db).compile(query.where)
-        except (EmptyResultSet, FullResultSet):
-            return list(queryset)
-        shapes: dict[tuple[Any, ...], _Shape] = self._local.__dict__.setdefault("shapes", {})
-        key = (db, where_sql, *_outside_where(query))
-        shape = shapes.get(key)
+        shape: _Shape | None = self._local.__dict__.get(db)
         if shape is None or shape.compiler.connection is not connection:
-            shape = _compile(queryset, where_params)
-            if shape is None:
-                return list(queryset)
-            if len(shapes) >= MAX_SHAPES:
-                shapes.clear()
-            shapes[key] = shape
+            shape = self._local.__dict__[db] = _compile(self._build(), db)
+        if values.keys() != shape.names:
+            raise TypeError(
+                f"CompiledSelect takes {sorted(shape.names)}, was given {sorted(values)}"
+            )
+        params = [p.bind(values, connection) if isinstance(p, _Slot) else p for p in shape.params]
         with connection.cursor() as cursor:
-            cursor.execute(shape.sql, where_params)
+            cursor.execute(shape.sql, params)
             rows = cursor.fetchall()
         if shape.converters:
             rows = shape.compiler.apply_converters(rows, shape.converters)
         return [_instance(shape, db, row) for row in rows]
 
 
-def _cacheable(queryset: QuerySet[Any]) -> bool:
+def _compile(queryset: QuerySet[Any], db: str) -> _Shape:
+    if not _reproducible(queryset) or queryset.db != db:
+        raise TypeError(f"CompiledSelect cannot keep this queryset: {queryset.query}")
+    compiler = queryset.query.get_compiler(db)
+    sql, params = compiler.as_sql()
+    select, klass_info = compiler.select, compiler.klass_info
+    fields = [column[0] for column in select[: compiler.col_count]]
+    if compiler.annotation_col_map or compiler.has_composite_fields(fields):
+        raise TypeError(f"CompiledSelect cannot keep this queryset: {queryset.query}")
+    select_fields = klass_info["select_fields"]
+    start, end = select_fields[0], select_fields[-1] + 1
+    return _Shape(
+        sql=sql,
+        params=tuple(params),
+        names=frozenset(p.name for p in params if isinstance(p, _Slot)),
+        compiler=compiler,
+        model=klass_info["model"],
+        init_list=[column[0].target.attname for column in select[start:end]],
+        model_start=start,
+        model_end=end,
+        # What results_iter would work out again for every call: the columns' converters.
+        converters=compiler.get_converters(fields),
+        # django-stubs describes a later Django, whose version takes a fetch mode too.
+        populators=get_related_populators(klass_info, select, db),  # type: ignore[call-arg]
+    )
+
+
+def _reproducible(queryset: QuerySet[Any]) -> bool:
+    """Whether model instances built from the row alone are what the ORM would return."""
     query = queryset.query
     # Private attributes the stubs do not declare; ModelIterable reads the same ones.
     state: Any = queryset
@@ -98,45 +145,6 @@ def _cacheable(queryset: QuerySet[Any]) -> bool:
         and not query.extra
         and not query.combinator
         and not query.distinct
-    )
-
-
-def _outside_where(query: Any) -> tuple[Any, ...]:
-    # What besides the WHERE clause shapes the SQL, so a `build` that varies it by value gets
-    # a shape per variant instead of another variant's SQL.
-    return (
-        query.order_by,
-        query.default_ordering,
-        query.standard_ordering,
-        query.low_mark,
-        query.high_mark,
-        repr(query.select_related),
-        query.deferred_loading,
-    )
-
-
-def _compile(queryset: QuerySet[Any], where_params: Any) -> _Shape | None:
-    compiler = queryset.query.get_compiler(queryset.db)
-    sql, params = compiler.as_sql()
-    if tuple(params) != tuple(where_params) or compiler.annotation_col_map:
-        return None  # something besides the WHERE clause carries values: not safe to reuse
-    select, klass_info = compiler.select, compiler.klass_info
-    fields = [column[0] for column in select[: compiler.col_count]]
-    if compiler.has_composite_fields(fields):
-        return None
-    select_fields = klass_info["select_fields"]
-    start, end = select_fields[0], select_fields[-1] + 1
-    return _Shape(
-        sql=sql,
-        compiler=compiler,
-        model=klass_info["model"],
-        init_list=[column[0].target.attname for column in select[start:end]],
-        model_start=start,
-        model_end=end,
-        # What results_iter would work out again for every call: the columns' converters.
-        converters=compiler.get_converters(fields),
-        # django-stubs describes a later Django, whose version takes a fetch mode too.
-        populators=get_related_populators(klass_info, select, queryset.db),  # type: ignore[call-arg]
     )
 
 

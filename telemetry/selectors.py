@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Func, IntegerField, Max, Q, QuerySet, Sum
 
-from core.compiled_select import CompiledSelect
+from core.compiled_select import CompiledSelect, Param
 from core.errors import NotFoundError
 from telemetry.models import Reading, ReadingHour, TelemetryState
 from telemetry.models_rollup import HOUR_SECONDS
@@ -32,43 +32,70 @@ from vehicles.models import SmartcarAccount, Vehicle
 def vehicle_list_for_user(*, user: User, include_disconnected: bool = False) -> list[Vehicle]:
     """The user's vehicles, primary first, each with its account and latest reading joined in.
 
-    For listing: the accounts' token columns are not loaded, so a list never decrypts secrets
-    it does not send anywhere. Code that calls Smartcar takes `vehicle_get_for_user`.
+    For listing: of each account only the status is loaded, so a list never decrypts secrets
+    it does not send anywhere. Code that works on a vehicle takes `vehicle_get_for_user`.
     """
-    return _VEHICLE_LIST.fetch(user=user, include_disconnected=include_disconnected)
+    select = _EVERY_VEHICLE if include_disconnected else _LIVE_VEHICLES
+    return select.fetch(owner_id=user.pk)
 
 
-def _vehicles_for_user(*, user: User, include_disconnected: bool) -> QuerySet[Vehicle]:
-    vehicles = _vehicles_joined(user)
+def _vehicle_list(owner_id: Any, *, include_disconnected: bool) -> QuerySet[Vehicle]:
+    vehicles = _vehicles_joined(owner_id)
     if not include_disconnected:
         vehicles = vehicles.exclude(status=Vehicle.Status.DISCONNECTED)
     return vehicles.order_by("-is_primary", "connected_at", "created_at", "pk")
 
 
-def _vehicles_joined(user: User) -> QuerySet[Vehicle]:
-    return Vehicle.objects.filter(owner=user).select_related(
+def _vehicles_joined(owner_id: Any) -> QuerySet[Vehicle]:
+    return Vehicle.objects.filter(owner_id=owner_id).select_related(
         "account", "telemetry_state__latest_reading"
     )
 
 
-# The two reads behind most API requests, compiled once per thread (see core.compiled_select).
-_VEHICLE_LIST = CompiledSelect(
-    lambda user, include_disconnected: _vehicles_for_user(
-        user=user, include_disconnected=include_disconnected
-    ).defer("account__access_token", "account__refresh_token")
+# Left out of every read here; a Smartcar call loads the pair on first use (see
+# SmartcarAccount.refresh_from_db).
+_ACCOUNT_TOKENS = ("account__access_token", "account__refresh_token")
+# What a list shows: the vehicle and its latest reading whole, the account's status and the
+# state's pointer.
+_LISTED_COLUMNS = (
+    *(field.name for field in Vehicle._meta.concrete_fields),
+    "account__status",
+    "telemetry_state__latest_reading",
+    *(f"telemetry_state__latest_reading__{field.name}" for field in Reading._meta.concrete_fields),
 )
+
+
+# The reads behind most API requests, built and compiled once per thread (core.compiled_select).
+def _listed(*, include_disconnected: bool) -> CompiledSelect[Vehicle]:
+    return CompiledSelect(
+        lambda: _vehicle_list(
+            Param("owner_id", Vehicle._meta.get_field("owner")),
+            include_disconnected=include_disconnected,
+        ).only(*_LISTED_COLUMNS)
+    )
+
+
+_LIVE_VEHICLES = _listed(include_disconnected=False)
+_EVERY_VEHICLE = _listed(include_disconnected=True)
 # No ORDER BY: the primary key picks at most one row.
-_ONE_VEHICLE = CompiledSelect(lambda user, pk: _vehicles_joined(user).filter(pk=pk)[:1])
+_ONE_VEHICLE = CompiledSelect(
+    lambda: (
+        _vehicles_joined(Param("owner_id", Vehicle._meta.get_field("owner")))
+        .filter(pk=Param("pk", Vehicle._meta.pk))
+        .defer(*_ACCOUNT_TOKENS)[:1]
+    )
+)
 
 
 def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
-    """One of the user's vehicles (disconnected ones included). Raises NotFoundError for an id
-    that is not a UUID, does not exist, or belongs to someone else: all three look the same."""
+    """One of the user's vehicles (disconnected ones included), its account's tokens left for
+    their first use to load. Raises NotFoundError for an id that is not a UUID, does not exist,
+    or belongs to someone else: all three look the same."""
     try:
         pk = uuid.UUID(str(vehicle_id))
     except ValueError:
         raise NotFoundError() from None
-    found = _ONE_VEHICLE.fetch(user=user, pk=pk)
+    found = _ONE_VEHICLE.fetch(owner_id=user.pk, pk=pk)
     if not found:
         raise NotFoundError()
     return found[0]
@@ -77,7 +104,8 @@ def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
 def vehicle_get_default_for_user(*, user: User) -> Vehicle | None:
     """The vehicle the first seed's `/v1/ev/me/…` endpoints mean: the primary live vehicle, else
     the earliest-connected live one (linking always sets a primary, so that is a fallback)."""
-    return _vehicles_for_user(user=user, include_disconnected=False).first()
+    vehicles = _vehicle_list(user.pk, include_disconnected=False)
+    return vehicles.defer(*_ACCOUNT_TOKENS).first()
 
 
 def vehicle_api_status(vehicle: Vehicle) -> str:

@@ -4,6 +4,7 @@ Models hold data and small properties only; every write goes through `vehicles.s
 """
 
 import uuid
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
@@ -11,9 +12,15 @@ from django.db.models import Q
 
 from vehicles.fields import UNREADABLE, EncryptedTextField
 
+TOKEN_FIELDS = frozenset({"access_token", "refresh_token"})
+
 
 class SmartcarAccount(models.Model):
-    """One Smartcar user's grant to us: the token pair that covers every vehicle they shared."""
+    """One Smartcar user's grant to us: the token pair that covers every vehicle they shared.
+
+    Reads that only show an account leave the token columns out (no decryption per request);
+    the first use of either token then loads both in one query (`refresh_from_db`).
+    """
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -44,6 +51,19 @@ class SmartcarAccount(models.Model):
 
     def __str__(self) -> str:
         return f"Smartcar user {self.smartcar_user_id}"
+
+    def refresh_from_db(
+        self,
+        using: str | None = None,
+        fields: Iterable[str] | None = None,
+        from_queryset: models.QuerySet["SmartcarAccount"] | None = None,
+    ) -> None:
+        # Django loads a deferred field alone on first access: the pair comes in one query.
+        if fields is not None:
+            fields = list(fields)
+            if TOKEN_FIELDS.intersection(fields):
+                fields = [*fields, *(TOKEN_FIELDS & self.get_deferred_fields()).difference(fields)]
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
 
     @property
     def tokens_readable(self) -> bool:

@@ -117,6 +117,26 @@ def test_vehicle_list_never_decrypts_tokens(api_client, two_vehicles, monkeypatc
         assert api_client.get(url).status_code == HTTPStatus.OK
 
 
+def test_reads_of_one_vehicle_never_decrypt_tokens(api_client, two_vehicles, monkeypatch):
+    first, _ = two_vehicles
+    add_reading(first, T0)
+
+    def refuse(blob):
+        raise AssertionError("a read of one vehicle decrypted a token")
+
+    monkeypatch.setattr("vehicles.fields.decrypt_text", refuse)
+    monkeypatch.setattr("vehicles.crypto.decrypt_text", refuse)
+
+    for url in (
+        detail(first),
+        f"{detail(first)}/telemetry/latest",
+        f"{detail(first)}/telemetry",
+        f"{detail(first)}/telemetry?bucket=1h",
+        "/v1/ev/me/telemetry/history",
+    ):
+        assert api_client.get(url).status_code == HTTPStatus.OK, url
+
+
 def test_vehicle_list_primary_first(api_client, two_vehicles):
     _, second = two_vehicles
     Vehicle.objects.update(is_primary=False)

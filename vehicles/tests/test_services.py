@@ -85,3 +85,26 @@ def test_relinking_replaces_unreadable_tokens_and_reactivates(user):
     assert account.status == SmartcarAccount.Status.ACTIVE
     assert account.access_token == "access-2"
     assert Vehicle.objects.get().status == Vehicle.Status.ACTIVE
+
+
+def test_deferred_tokens_load_together_on_first_use(user, django_assert_num_queries):
+    account = link(user).account
+    shown = SmartcarAccount.objects.defer("access_token", "refresh_token").get(pk=account.pk)
+
+    with django_assert_num_queries(1):
+        pair = account_tokens(account=shown)
+
+    assert (pair.access_token, pair.refresh_token) == ("access-1", "refresh-1")
+    assert shown.get_deferred_fields() == set()
+
+
+def test_loading_one_deferred_token_keeps_other_fields_as_they_were(user):
+    account = link(user).account
+    shown = SmartcarAccount.objects.defer("access_token", "refresh_token", "scopes").get(
+        pk=account.pk
+    )
+
+    shown.refresh_from_db(fields=["refresh_token"])
+
+    assert shown.get_deferred_fields() == {"scopes"}
+    assert (shown.access_token, shown.refresh_token) == ("access-1", "refresh-1")
