@@ -79,6 +79,10 @@ def user_for_claims(claims: dict[str, Any]) -> AbstractBaseUser:
         # PostgreSQL would raise on insert (a 500); SQLite would store it silently.
         logger.info("JWT refused: user claim too long")
         raise AuthenticationFailed(GENERIC_FAILURE)
+    if "\x00" in user_id:
+        # Likewise: PostgreSQL stores no NUL in text.
+        logger.info("JWT refused: NUL in user claim")
+        raise AuthenticationFailed(GENERIC_FAILURE)
     email = _email_from(claims, max_length=_max_length(user_model, "email"))
     found = _USER_BY_NAME.fetch(username=user_id)
     if found:

@@ -140,6 +140,14 @@ def test_user_claim_longer_than_the_username_column_gets_401(settings):
     assert not User.objects.exists()
 
 
+def test_user_claim_holding_nul_gets_401_and_no_user(settings):
+    # PostgreSQL stores no NUL in text: without the check, a 500 on the user's insert.
+    response = call(token_for(settings, claims(sub="user\x00-1")))
+
+    assert_unauthenticated(response)
+    assert not User.objects.exists()
+
+
 @pytest.mark.parametrize("sub", [42, "", "  "])
 def test_non_string_or_empty_user_claim_gets_401(settings, sub):
     assert_unauthenticated(call(token_for(settings, claims(sub=sub))))

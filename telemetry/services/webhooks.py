@@ -212,12 +212,33 @@ def _refuse_constant(name: str) -> Any:
 
 def _parse(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise WebhookPayloadError() from exc
     if not isinstance(data, dict):
         raise WebhookPayloadError()
+    # JSON can spell NUL only as an escape; a body without one cannot hold it.
+    if "\\u0000" in text and _holds_nul(data):
+        # PostgreSQL stores no NUL in text or jsonb: refused here rather than a 503 that
+        # Smartcar would retry for ever. No real event carries one.
+        raise WebhookPayloadError("The body contains a NUL character.")
     return data
+
+
+def _holds_nul(data: Any) -> bool:
+    pending = [data]
+    while pending:  # iterative: nesting as deep as json.loads accepts must not recurse here
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def _str(value: Any, limit: int = 100) -> str:
