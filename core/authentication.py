@@ -112,7 +112,7 @@ def _user_by_name() -> QuerySet[Any]:
     )[:1]
 
 
-_USER_BY_NAME = CompiledSelect(_user_by_name)
+_USER_BY_NAME: CompiledSelect[Any] = CompiledSelect(_user_by_name)
 
 
 def _max_length(model: type[Any], field_name: str) -> int | None:

@@ -16,7 +16,8 @@ each call binds its values into the kept SQL's parameters, each converted for th
 the placeholder's field exactly as the ORM converts a lookup's value. A placeholder is always
 `= %s`, so None is refused (the ORM would write `IS NULL`), as is a missing or unknown name.
 Querysets whose results the kept steps would not reproduce (values(), annotations,
-prefetch_related, …) are refused when first compiled.
+prefetch_related, …) are refused when first compiled. `CompiledRows` does the same for a
+`values_list()` queryset and returns its tuples.
 
 Uses Django's compiler internals (`select`, `klass_info`, converters, related populators), the
 same steps `ModelIterable` and `results_iter` take; `core/tests/test_compiled_select.py` pins
@@ -32,9 +33,10 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connections, router
 from django.db.models import Expression, Field, Model, QuerySet
-from django.db.models.query import ModelIterable, get_related_populators
+from django.db.models.query import ModelIterable, ValuesListIterable, get_related_populators
 
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")
 
 
 class Param(Expression):
@@ -63,11 +65,28 @@ class _Slot:
 
 
 @dataclass(frozen=True)
-class _Shape:
+class _Sql:
+    """A compiled queryset: its SQL, its parameters (constants and slots) and its compiler."""
+
     sql: str
     params: tuple[Any, ...]
     names: frozenset[str]
     compiler: Any
+
+    def run(self, connection: Any, values: dict[str, Any]) -> Any:
+        if values.keys() != self.names:
+            raise TypeError(
+                f"CompiledSelect takes {sorted(self.names)}, was given {sorted(values)}"
+            )
+        params = [p.bind(values, connection) if isinstance(p, _Slot) else p for p in self.params]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class _Shape:
+    query: _Sql
     model: type[Model]
     init_list: list[str]
     model_start: int
@@ -76,70 +95,103 @@ class _Shape:
     converters: dict[int, Any]
 
 
-class CompiledSelect(Generic[M]):
-    """`build()` returns the queryset, with a `Param` wherever a call's value goes."""
+class _Kept(Generic[T]):
+    """What is kept per thread and database: `compile(queryset, db)` → T, made on first use."""
 
-    def __init__(self, build: Callable[[], QuerySet[M]]) -> None:
+    def __init__(self, build: Callable[[], QuerySet[Any, Any]]) -> None:
         self._build = build
         self._model: type[Model] | None = None
         self._local = threading.local()
 
-    def fetch(self, **values: Any) -> list[M]:
+    def _kept(self) -> tuple[T, str, Any]:
         if self._model is None:
             self._model = self._build().model
         db = router.db_for_read(self._model)
         connection = connections[db]
-        shape: _Shape | None = self._local.__dict__.get(db)
-        if shape is None or shape.compiler.connection is not connection:
-            shape = self._local.__dict__[db] = _compile(self._build(), db)
-        if values.keys() != shape.names:
-            raise TypeError(
-                f"CompiledSelect takes {sorted(shape.names)}, was given {sorted(values)}"
-            )
-        params = [p.bind(values, connection) if isinstance(p, _Slot) else p for p in shape.params]
-        with connection.cursor() as cursor:
-            cursor.execute(shape.sql, params)
-            rows = cursor.fetchall()
+        kept: Any = self._local.__dict__.get(db)
+        if kept is None or kept[1] is not connection:
+            kept = self._local.__dict__[db] = (self._compile(self._build(), db), connection)
+        return kept[0], db, connection
+
+    def _compile(self, queryset: QuerySet[Any], db: str) -> T:
+        raise NotImplementedError
+
+
+class CompiledSelect(_Kept["_Shape"], Generic[M]):
+    """`build()` returns the queryset, with a `Param` wherever a call's value goes."""
+
+    def fetch(self, **values: Any) -> list[M]:
+        shape, db, connection = self._kept()
+        rows = shape.query.run(connection, values)
         if shape.converters:
-            rows = shape.compiler.apply_converters(rows, shape.converters)
+            rows = shape.query.compiler.apply_converters(rows, shape.converters)
         return [_instance(shape, db, row) for row in rows]
 
+    def _compile(self, queryset: QuerySet[Any], db: str) -> _Shape:
+        if queryset._iterable_class is not ModelIterable or not _reproducible(queryset):
+            raise TypeError(f"CompiledSelect cannot keep this queryset: {queryset.query}")
+        query = _compile_sql(queryset, db)
+        compiler = query.compiler
+        select, klass_info = compiler.select, compiler.klass_info
+        fields = [column[0] for column in select[: compiler.col_count]]
+        select_fields = klass_info["select_fields"]
+        start, end = select_fields[0], select_fields[-1] + 1
+        return _Shape(
+            query=query,
+            model=klass_info["model"],
+            init_list=[column[0].target.attname for column in select[start:end]],
+            model_start=start,
+            model_end=end,
+            # What results_iter would work out again for every call: the columns' converters.
+            converters=compiler.get_converters(fields),
+            # django-stubs describes a later Django, whose version takes a fetch mode too.
+            populators=get_related_populators(klass_info, select, db),  # type: ignore[call-arg]
+        )
 
-def _compile(queryset: QuerySet[Any], db: str) -> _Shape:
-    if not _reproducible(queryset) or queryset.db != db:
-        raise TypeError(f"CompiledSelect cannot keep this queryset: {queryset.query}")
+
+class CompiledRows(_Kept["tuple[_Sql, dict[int, Any]]"]):
+    """`build()` returns a `values_list()` queryset with `Param`s; `fetch` returns its tuples."""
+
+    def fetch(self, **values: Any) -> list[tuple[Any, ...]]:
+        (query, converters), _, connection = self._kept()
+        rows = query.run(connection, values)
+        if converters:
+            rows = query.compiler.apply_converters(rows, converters)
+        return [tuple(row) for row in rows]
+
+    def _compile(self, queryset: QuerySet[Any], db: str) -> tuple[_Sql, dict[int, Any]]:
+        if queryset._iterable_class is not ValuesListIterable or not _reproducible(queryset):
+            raise TypeError(f"CompiledRows cannot keep this queryset: {queryset.query}")
+        query = _compile_sql(queryset, db)
+        compiler = query.compiler
+        fields = [column[0] for column in compiler.select[: compiler.col_count]]
+        return query, compiler.get_converters(fields)
+
+
+def _compile_sql(queryset: QuerySet[Any], db: str) -> _Sql:
+    if queryset.db != db:
+        raise TypeError(f"CompiledSelect reads where the router sends {queryset.model}")
     compiler = queryset.query.get_compiler(db)
     sql, params = compiler.as_sql()
-    select, klass_info = compiler.select, compiler.klass_info
-    fields = [column[0] for column in select[: compiler.col_count]]
-    if compiler.annotation_col_map or compiler.has_composite_fields(fields):
+    fields = [column[0] for column in compiler.select[: compiler.col_count]]
+    # Extra select columns (ordering that DISTINCT needs in the SELECT) would widen the rows.
+    if compiler.has_composite_fields(fields) or compiler.has_extra_select:
         raise TypeError(f"CompiledSelect cannot keep this queryset: {queryset.query}")
-    select_fields = klass_info["select_fields"]
-    start, end = select_fields[0], select_fields[-1] + 1
-    return _Shape(
+    return _Sql(
         sql=sql,
         params=tuple(params),
         names=frozenset(p.name for p in params if isinstance(p, _Slot)),
         compiler=compiler,
-        model=klass_info["model"],
-        init_list=[column[0].target.attname for column in select[start:end]],
-        model_start=start,
-        model_end=end,
-        # What results_iter would work out again for every call: the columns' converters.
-        converters=compiler.get_converters(fields),
-        # django-stubs describes a later Django, whose version takes a fetch mode too.
-        populators=get_related_populators(klass_info, select, db),  # type: ignore[call-arg]
     )
 
 
 def _reproducible(queryset: QuerySet[Any]) -> bool:
-    """Whether model instances built from the row alone are what the ORM would return."""
+    """Whether what the kept steps build from the rows is what the ORM would return."""
     query = queryset.query
     # Private attributes the stubs do not declare; ModelIterable reads the same ones.
     state: Any = queryset
     return (
-        queryset._iterable_class is ModelIterable
-        and not state._prefetch_related_lookups
+        not state._prefetch_related_lookups
         and not state._known_related_objects
         and not query.annotations
         and not query.extra

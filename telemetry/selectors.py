@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Func, IntegerField, Max, Q, QuerySet, Sum
 
-from core.compiled_select import CompiledSelect, Param
+from core.compiled_select import CompiledRows, CompiledSelect, Param
 from core.errors import NotFoundError
 from telemetry.models import Reading, ReadingHour, TelemetryState
 from telemetry.models_rollup import HOUR_SECONDS
@@ -78,7 +78,7 @@ def _listed(*, include_disconnected: bool) -> CompiledSelect[Vehicle]:
 _LIVE_VEHICLES = _listed(include_disconnected=False)
 _EVERY_VEHICLE = _listed(include_disconnected=True)
 # No ORDER BY: the primary key picks at most one row.
-_ONE_VEHICLE = CompiledSelect(
+_ONE_VEHICLE: CompiledSelect[Vehicle] = CompiledSelect(
     lambda: (
         _vehicles_joined(Param("owner_id", Vehicle._meta.get_field("owner")))
         .filter(pk=Param("pk", Vehicle._meta.pk))
@@ -365,26 +365,21 @@ def _reading_parts(
 def _single_reading_parts(
     vehicle: Vehicle, bucket_seconds: int, *ranges: tuple[datetime, datetime]
 ) -> list[list[tuple[int, _Totals]]]:
-    """For each [start, end) range, one part per reading, newest first: for ranges of a few
-    readings, where this costs less than building and compiling an aggregate query."""
-    # The vehicle in each term: SQLite then reads each range off the (vehicle, recorded_at)
-    # index (a multi-index OR); with it outside, or with an ORDER BY, it walked the vehicle's
-    # whole index. So the few rows are sorted here.
-    in_ranges = Q()
-    for low, high in ranges:
-        if low < high:
-            in_ranges |= Q(vehicle=vehicle, recorded_at__gte=low, recorded_at__lt=high)
-    parts: list[list[tuple[int, _Totals]]] = [[] for _ in ranges]
-    if not in_ranges:
-        return parts
-    rows = sorted(
-        Reading.objects.filter(in_ranges)
-        .order_by()
-        .values_list("recorded_at", "soc_pct", "charging_state", "latitude", "longitude"),
-        key=itemgetter(0),
-        reverse=True,
+    """For each of the two [start, end) ranges, one part per reading, newest first: for ranges
+    of a few readings, where this costs less than an aggregate query. An empty range (start >=
+    end) matches nothing."""
+    later, earlier = ranges
+    rows = _READINGS_IN_TWO_RANGES.fetch(
+        vehicle=vehicle.pk,
+        later_start=later[0],
+        later_end=later[1],
+        earlier_start=earlier[0],
+        earlier_end=earlier[1],
     )
-    for recorded_at, soc_pct, charging_state, lat, lon in rows:
+    parts: list[list[tuple[int, _Totals]]] = [[] for _ in ranges]
+    for recorded_at, soc_pct, charging_state, lat, lon in sorted(
+        rows, key=itemgetter(0), reverse=True
+    ):
         # Whole seconds, floored, as the database's bucket start: integer arithmetic, no float.
         bucket = (recorded_at - _EPOCH) // _SECOND // bucket_seconds * bucket_seconds
         which = next(i for i, (low, high) in enumerate(ranges) if low <= recorded_at < high)
@@ -392,28 +387,40 @@ def _single_reading_parts(
     return parts
 
 
+def _readings_in_two_ranges() -> QuerySet[Reading, tuple[Any, ...]]:
+    # The vehicle in each term: SQLite then reads each range off the (vehicle, recorded_at)
+    # index (a multi-index OR); with it outside, or with an ORDER BY, it walked the vehicle's
+    # whole index. So the few rows are sorted in Python.
+    vehicle = Reading._meta.get_field("vehicle")
+    recorded_at = Reading._meta.get_field("recorded_at")
+    in_range = [
+        Q(
+            vehicle=Param("vehicle", vehicle),
+            recorded_at__gte=Param(f"{which}_start", recorded_at),
+            recorded_at__lt=Param(f"{which}_end", recorded_at),
+        )
+        for which in ("later", "earlier")
+    ]
+    return (
+        Reading.objects.filter(in_range[0] | in_range[1])
+        .order_by()
+        .values_list("recorded_at", "soc_pct", "charging_state", "latitude", "longitude")
+    )
+
+
+# A chart's two reads, built and compiled once per thread (core.compiled_select).
+_READINGS_IN_TWO_RANGES = CompiledRows(_readings_in_two_ranges)
+
+
 def _hour_parts(
     vehicle: Vehicle, bucket_seconds: int, first_hour: datetime, end_hour: datetime
 ) -> list[tuple[int, _Totals]]:
     """The totals of each whole hour in [first_hour, end_hour), newest first, from the rollup,
     with the bucket each falls in."""
-    rows = (
-        ReadingHour.objects.filter(
-            vehicle=vehicle,
-            hour_epoch__gte=int(first_hour.timestamp()),
-            hour_epoch__lt=int(end_hour.timestamp()),
-        )
-        .order_by("-hour_epoch")
-        .values_list(
-            "hour_epoch",
-            "readings",
-            "soc_sum",
-            "soc_count",
-            "with_state",
-            "charging",
-            "last_latitude",
-            "last_longitude",
-        )
+    rows = _HOURS_IN_RANGE.fetch(
+        vehicle=vehicle.pk,
+        first_hour=int(first_hour.timestamp()),
+        end_hour=int(end_hour.timestamp()),
     )
     return [
         (
@@ -429,6 +436,31 @@ def _hour_parts(
         )
         for hour, readings, soc_sum, soc_count, with_state, charging, latitude, longitude in rows
     ]
+
+
+def _hours_in_range() -> QuerySet[ReadingHour, tuple[Any, ...]]:
+    hour_epoch = ReadingHour._meta.get_field("hour_epoch")
+    return (
+        ReadingHour.objects.filter(
+            vehicle=Param("vehicle", ReadingHour._meta.get_field("vehicle")),
+            hour_epoch__gte=Param("first_hour", hour_epoch),
+            hour_epoch__lt=Param("end_hour", hour_epoch),
+        )
+        .order_by("-hour_epoch")
+        .values_list(
+            "hour_epoch",
+            "readings",
+            "soc_sum",
+            "soc_count",
+            "with_state",
+            "charging",
+            "last_latitude",
+            "last_longitude",
+        )
+    )
+
+
+_HOURS_IN_RANGE = CompiledRows(_hours_in_range)
 
 
 # Below SQLite's historical limit of 999 parameters per statement, with room for the vehicle.

@@ -11,7 +11,7 @@ from django.db.models import Count
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
-from core.compiled_select import CompiledSelect, Param
+from core.compiled_select import CompiledRows, CompiledSelect, Param
 from telemetry.models import Reading, TelemetryState
 from telemetry.tests.api_support import link_account
 from vehicles.models import Vehicle
@@ -187,3 +187,78 @@ def test_the_kept_sql_runs_again_after_the_connection_closed(fleet):
     connection.close()
 
     assert snapshot(select.fetch(owner=user.pk)) == expected
+
+
+# --- CompiledRows: values_list() tuples -------------------------------------------------------
+
+
+def reading_rows(vehicle, start, end, *, columns=("recorded_at", "soc_pct", "source")):
+    return (
+        Reading.objects.filter(vehicle=vehicle, recorded_at__gte=start, recorded_at__lt=end)
+        .order_by("-recorded_at")
+        .values_list(*columns)
+    )
+
+
+RECORDED_AT = Reading._meta.get_field("recorded_at")
+
+
+def test_rows_are_the_orms_tuples_for_any_range(fleet):
+    first = Vehicle.objects.get(smartcar_vehicle_id="vid-a")
+    for minute in range(1, 6):
+        at = AT.replace(minute=minute)
+        Reading.objects.create(
+            vehicle=first, recorded_at=at, received_at=at, source="webhook", soc_pct=minute
+        )
+    rows = CompiledRows(
+        lambda: reading_rows(
+            Param("vehicle", Reading._meta.get_field("vehicle")),
+            Param("start", RECORDED_AT),
+            Param("end", RECORDED_AT),
+        )
+    )
+
+    for start_minute, end_minute in ((0, 6), (2, 4), (4, 2), (0, 1)):
+        start, end = AT.replace(minute=start_minute), AT.replace(minute=end_minute)
+        got = rows.fetch(vehicle=first.pk, start=start, end=end)
+        assert got == list(reading_rows(first, start, end))
+    assert rows.fetch(vehicle=first.pk, start=AT, end=AT.replace(minute=2))[0] == (
+        AT.replace(minute=1),  # converted: an aware datetime on both databases
+        1.0,
+        "webhook",
+    )
+
+
+def test_rows_hold_only_the_columns_asked_for_when_another_orders_them(fleet):
+    first = Vehicle.objects.get(smartcar_vehicle_id="vid-a")
+    rows = CompiledRows(
+        lambda: reading_rows(
+            Param("vehicle", Reading._meta.get_field("vehicle")),
+            Param("start", RECORDED_AT),
+            Param("end", RECORDED_AT),
+            columns=("soc_pct",),
+        )
+    )
+
+    assert rows.fetch(vehicle=first.pk, start=AT, end=AT.replace(hour=13)) == [(61.5,)]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Vehicle.objects.filter(owner=Param("owner", OWNER)),
+        lambda: Vehicle.objects.filter(owner=Param("owner", OWNER)).values("pk"),
+        lambda: Vehicle.objects.filter(owner=Param("owner", OWNER)).values_list("pk", flat=True),
+        lambda: Vehicle.objects.filter(owner=Param("owner", OWNER)).values_list("pk", named=True),
+        lambda: (
+            Vehicle.objects.filter(owner=Param("owner", OWNER))
+            .annotate(n=Count("pk"))
+            .values_list("pk", "n")
+        ),
+    ],
+    ids=["models", "values", "flat", "named", "annotate"],
+)
+def test_rows_refuse_other_querysets(fleet, build):
+    user, _ = fleet
+    with pytest.raises(TypeError, match="cannot keep"):
+        CompiledRows(build).fetch(owner=user.pk)
