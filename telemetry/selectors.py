@@ -86,6 +86,13 @@ _ONE_VEHICLE: CompiledSelect[Vehicle] = CompiledSelect(
     )
 )
 
+_VEHICLE_REF: CompiledSelect[Vehicle] = CompiledSelect(
+    lambda: Vehicle.objects.filter(
+        owner_id=Param("owner_id", Vehicle._meta.get_field("owner")),
+        pk=Param("pk", Vehicle._meta.pk),
+    ).only("id")[:1]
+)
+
 
 def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
     """One of the user's vehicles (disconnected ones included), its account's tokens left for
@@ -96,6 +103,20 @@ def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
     except ValueError:
         raise NotFoundError() from None
     found = _ONE_VEHICLE.fetch(owner_id=user.pk, pk=pk)
+    if not found:
+        raise NotFoundError()
+    return found[0]
+
+
+def vehicle_ref_for_user(*, user: User, vehicle_id: str) -> Vehicle:
+    """One of the user's vehicles with only its id loaded, for reads keyed by the vehicle
+    (history): a primary-key lookup with no joins. Raises NotFoundError as
+    `vehicle_get_for_user` does."""
+    try:
+        pk = uuid.UUID(str(vehicle_id))
+    except ValueError:
+        raise NotFoundError() from None
+    found = _VEHICLE_REF.fetch(owner_id=user.pk, pk=pk)
     if not found:
         raise NotFoundError()
     return found[0]

@@ -35,6 +35,7 @@ from telemetry.selectors import (
     reading_history,
     vehicle_get_for_user,
     vehicle_latest_reading,
+    vehicle_ref_for_user,
 )
 from telemetry.serializers import BucketSerializer, ReadingSerializer
 from telemetry.services.refresh import NoTelemetryError, telemetry_refresh
@@ -183,7 +184,7 @@ class TelemetryHistoryApi(APIView):
         tags=["telemetry"],
     )
     def get(self, request: Request, vehicle_id: str) -> Response:
-        vehicle = vehicle_get_for_user(user=request_user(request), vehicle_id=vehicle_id)
+        vehicle = vehicle_ref_for_user(user=request_user(request), vehicle_id=vehicle_id)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         params = filters.validated_data

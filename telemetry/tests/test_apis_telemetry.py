@@ -335,12 +335,22 @@ def test_history_default_limit_is_100(api_client, vehicle):
     assert body["nextCursor"] is not None
 
 
-def test_history_of_another_users_vehicle_is_404(other_api_client, vehicle):
+@pytest.mark.parametrize("query", [{"bucket": "1h"}, {}], ids=["buckets", "page"])
+def test_history_of_another_users_vehicle_is_404(other_api_client, vehicle, query):
     add_reading(vehicle, T0)
 
-    response = other_api_client.get(history_url(vehicle), {"bucket": "1h"})
+    response = other_api_client.get(history_url(vehicle), query)
 
     assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize("vehicle_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_history_of_an_unknown_vehicle_is_404(api_client, vehicle_id):
+    response = api_client.get(f"/api/v1/vehicles/{vehicle_id}/telemetry")
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response.json()["error"] == "not_found"
 
 
 def test_history_cursor_of_another_vehicle_is_400(api_client, user, vehicle):
