@@ -27,6 +27,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from smartcar_client.bodies import response_json
 from smartcar_client.config import SmartcarConfig
 from smartcar_client.connect import build_connect_url
 from smartcar_client.errors import (
@@ -381,8 +382,8 @@ class SmartcarClient:
 
     def _decode(self, response: requests.Response, parse: Callable[[Any], T]) -> T:
         try:
-            body = response.json()
-        except ValueError:
+            body = response_json(response)
+        except ValueError:  # not JSON, or JSON holding NUL (smartcar_client.bodies)
             raise malformed(response, code="json") from None
         try:
             return parse(body)

@@ -29,6 +29,8 @@ from typing import Any, TypeGuard
 
 import requests
 
+from smartcar_client.bodies import response_json
+
 # Retry-After beyond a day is nonsense or hostile; cap it so a scheduler never parks a car forever.
 MAX_RETRY_AFTER_SECONDS = 86_400
 
@@ -308,8 +310,8 @@ def _resolution(value: Any) -> tuple[str | None, str | None]:
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:
     try:
-        body = response.json()
-    except ValueError:
+        body = response_json(response)
+    except ValueError:  # not JSON, or JSON holding NUL: judged by its status alone
         return None
     return body if isinstance(body, dict) else None
 

@@ -730,3 +730,26 @@ def test_list_signals_reports_every_request_sent_retries_included(client: Smartc
     client.list_signals(ACCESS_TOKEN, VEHICLE_ID, on_request=lambda: sent.append(1))
 
     assert len(sent) == len(mocked.calls) == 2
+
+
+# --- NUL in a body (nothing we keep may hold one: PostgreSQL stores none) -----------------------
+
+
+def test_a_success_body_holding_nul_is_malformed(client: SmartcarClient, mocked):
+    mocked.get(f"{API}/v2.0/vehicles", json={"vehicles": ["vid\x00-1"]})
+
+    with pytest.raises(SmartcarRetryLaterError) as caught:
+        client.list_vehicle_ids(ACCESS_TOKEN)
+
+    assert caught.value.type == "MALFORMED_RESPONSE"
+
+
+def test_an_error_body_holding_nul_is_judged_by_its_status(client: SmartcarClient, mocked):
+    body = {**V2_ERRORS["AUTHENTICATION"], "type": "VEHICLE_STATE", "code": "ASLEEP\x00"}
+    mocked.get(f"{VEHICLE_URL}/vin", json=body, status=409)
+
+    with pytest.raises(SmartcarError) as caught:
+        client.get_vin(ACCESS_TOKEN, VEHICLE_ID)
+
+    assert "\x00" not in (caught.value.code or "")
+    assert caught.value.type != "VEHICLE_STATE"

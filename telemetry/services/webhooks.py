@@ -67,6 +67,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from smartcar_client.bodies import NulInBodyError, refuse_nul
 from smartcar_client.errors import SmartcarError
 from smartcar_client.types import BatchResponse
 from smartcar_client.webhooks import challenge_hmac, signature_matches
@@ -218,27 +219,13 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise WebhookPayloadError() from exc
     if not isinstance(data, dict):
         raise WebhookPayloadError()
-    # JSON can spell NUL only as an escape; a body without one cannot hold it.
-    if "\\u0000" in text and _holds_nul(data):
+    try:
+        refuse_nul(text, data)
+    except NulInBodyError:
         # PostgreSQL stores no NUL in text or jsonb: refused here rather than a 503 that
         # Smartcar would retry for ever. No real event carries one.
-        raise WebhookPayloadError("The body contains a NUL character.")
+        raise WebhookPayloadError("The body contains a NUL character.") from None
     return data
-
-
-def _holds_nul(data: Any) -> bool:
-    pending = [data]
-    while pending:  # iterative: nesting as deep as json.loads accepts must not recurse here
-        value = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
 
 
 def _str(value: Any, limit: int = 100) -> str:
