@@ -66,6 +66,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.compiled_select import CompiledSelect, Param
 from core.errors import ApplicationError
 from smartcar_client.bodies import NulInBodyError, refuse_nul
 from smartcar_client.errors import SmartcarError
@@ -414,12 +415,26 @@ def _handle(event: WebhookEvent) -> _Outcome:
 def _live_vehicle(smartcar_vehicle_id: str) -> Vehicle | None:
     if not smartcar_vehicle_id:
         return None
-    return (
-        Vehicle.objects.select_related("account")
-        .filter(smartcar_vehicle_id=smartcar_vehicle_id)
+    found = _LIVE_VEHICLE.fetch(smartcar_vehicle_id=smartcar_vehicle_id)
+    return found[0] if found else None
+
+
+# Every delivery reads its vehicle: compiled once per thread (core.compiled_select), with the
+# telemetry state the stored reading updates joined in, and without the tokens (decrypted
+# only by the rare path that uses them, in one query: SmartcarAccount.refresh_from_db). At
+# most one live row per Smartcar vehicle id (a constraint), so no ORDER BY.
+_LIVE_VEHICLE: CompiledSelect[Vehicle] = CompiledSelect(
+    lambda: (
+        Vehicle.objects.select_related("account", "telemetry_state__latest_reading")
+        .filter(
+            smartcar_vehicle_id=Param(
+                "smartcar_vehicle_id", Vehicle._meta.get_field("smartcar_vehicle_id")
+            )
+        )
         .exclude(status=Vehicle.Status.DISCONNECTED)
-        .first()
+        .defer("account__access_token", "account__refresh_token")[:1]
     )
+)
 
 
 def _store_reading(vehicle: Vehicle, data: ReadingData, received_at: datetime) -> str:
