@@ -1,0 +1,186 @@
+"""Request cost in process: each API endpoint called through Django's WSGI handler, no server,
+no load client, one request at a time, on a fresh SQLite or PostgreSQL database.
+
+What api_load.py cannot separate: the time one request takes in our code and the database
+(p50 and p90 of N calls, each timed alone) and its SQL statements, without gunicorn, the HTTP
+client or queueing. Compare endpoints with the ceiling of the same run (bench/urls.py: a bare
+Django view that decodes the JWT and reads one row). Data as api_load.py's: U users with a
+vehicle and a latest reading, one of them with D days of 1-minute readings (the history).
+Webhooks post a new signed VEHICLE_STATE event each time. Writes
+bench/results/request_cpu-<db>.json.
+
+    .venv/bin/python bench/request_cpu.py
+    .venv/bin/python bench/request_cpu.py --history-days 365 \\
+        --database-url postgres://postgres@127.0.0.1:5432/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+import api_load
+
+SETTINGS = "bench.settings"
+
+
+def wsgi_caller() -> Callable[..., int]:
+    """`call(method, path, headers, body)` → the status code, through Django's WSGI handler."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    app = WSGIHandler()
+
+    def call(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> int:
+        route, _, query = path.partition("?")
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": route,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "127.0.0.1:8000",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "CONTENT_LENGTH": str(len(body)),
+            **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
+        }
+        if "HTTP_CONTENT_TYPE" in environ:
+            environ["CONTENT_TYPE"] = environ.pop("HTTP_CONTENT_TYPE")
+        statuses: list[str] = []
+        response = app(environ, lambda status, _headers, _exc=None: statuses.append(status))
+        try:
+            b"".join(response)
+        finally:
+            response.close()
+        return int(statuses[0].split(" ", 1)[0])
+
+    return call
+
+
+def requests_by_endpoint(seeded: dict[str, Any], users: int) -> dict[str, Callable[[int], Any]]:
+    """Per endpoint, request number → (method, path, headers, body)."""
+    from core.jwt_tokens import issue_jwt
+    from telemetry.tests.webhook_support import serialize, sign, state_event
+
+    sample = min(users, 50)
+    jwts = [issue_jwt(f"load-{i}") for i in range(sample)]
+    vehicle_of = [seeded["vehicles"][f"load-vid-{i}"] for i in range(sample)]
+
+    def get(path: str, user: int) -> tuple[str, str, dict[str, str], bytes]:
+        return "GET", path, {"Authorization": f"Bearer {jwts[user]}"}, b""
+
+    def webhook(n: int) -> tuple[str, str, dict[str, str], bytes]:
+        event = state_event(
+            f"load-vid-{n % sample}", soc=50 + n % 40, oem_ms=1_740_000_000_000 + n * 1000
+        )
+        body = serialize(event)
+        headers = {"SC-Signature": sign(body), "Content-Type": "application/json"}
+        return "POST", "/api/v1/smartcar/webhook", headers, body
+
+    history = f"/api/v1/vehicles/{vehicle_of[0]}/telemetry"
+    return {
+        "ceiling": lambda n: get("/bench/ceiling", n % sample),
+        "vehicles": lambda n: get("/api/v1/vehicles", n % sample),
+        "latest": lambda n: get(
+            f"/api/v1/vehicles/{vehicle_of[n % sample]}/telemetry/latest", n % sample
+        ),
+        "history_7d_1h": lambda n: get(f"{history}?bucket=1h", 0),
+        "history_page_100": lambda n: get(f"{history}?limit=100", 0),
+        "webhook": webhook,
+    }
+
+
+def measure(
+    call: Callable[..., int], make: Callable[[int], Any], first: int, count: int
+) -> dict[str, Any]:
+    for n in range(first, first + 20):  # warm-up: imports, compiled reads, connection
+        call(*make(n))
+    times: list[float] = []
+    statuses: set[int] = set()
+    with _common.count_sql() as statements:
+        for n in range(first + 20, first + 20 + count):
+            request = make(n)
+            started = time.perf_counter()
+            statuses.add(call(*request))
+            times.append(time.perf_counter() - started)
+    times.sort()
+    return {
+        "requests": count,
+        "p50Us": round(_common.percentile(times, 50) * 1e6),
+        "p90Us": round(_common.percentile(times, 90) * 1e6),
+        "sqlPerRequest": round(statements.value / count, 2),
+        "statuses": sorted(statuses),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=50, help="users/vehicles (default 50)")
+    parser.add_argument("--history-days", type=int, default=30, help="1-minute readings (30)")
+    parser.add_argument("--requests", type=int, default=500, help="per endpoint (500)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL; default SQLite")
+    args = parser.parse_args()
+
+    vendor = _common.setup_django(args.database_url, settings_module=SETTINGS)
+    _common.create_database("cpu")
+    try:
+        db_version = _common.database_version()
+        seeded = api_load.seed(args.users, 1, args.history_days)
+        call = wsgi_caller()
+        runs = []
+        for index, (name, make) in enumerate(requests_by_endpoint(seeded, args.users).items()):
+            result = measure(call, make, index * (args.requests + 20), args.requests)
+            runs.append({"endpoint": name, **result})
+    finally:
+        from django.db import connection
+
+        connection.close()
+        _common.destroy_database()
+
+    ceiling = next(r["p50Us"] for r in runs if r["endpoint"] == "ceiling")
+    print(
+        f"\nrequest_cpu on {db_version}, in process (no server, no client), {args.users} users, "
+        f"history 1 x {args.history_days} days, {args.requests} requests per endpoint"
+    )
+    print(
+        _common.table(
+            ["endpoint", "p50 us", "p90 us", "p50 / ceiling", "SQL per request", "statuses"],
+            [
+                [
+                    r["endpoint"],
+                    r["p50Us"],
+                    r["p90Us"],
+                    round(r["p50Us"] / ceiling, 2),
+                    r["sqlPerRequest"],
+                    ",".join(map(str, r["statuses"])),
+                ]
+                for r in runs
+            ],
+        )
+    )
+    path = _common.write_results(
+        f"request_cpu-{vendor}",
+        {
+            "database": db_version,
+            "users": args.users,
+            "historyDays": args.history_days,
+            "runs": runs,
+        },
+    )
+    print(f"\nwrote {path.relative_to(_common.REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
