@@ -189,6 +189,9 @@ def reading_history(
         readings = readings.filter(
             Q(recorded_at__lt=after.recorded_at) | Q(recorded_at=after.recorded_at, id__lt=after.id)
         )
+    # A page shows neither the vehicle (the caller's) nor the per-field errors: left out, they
+    # cost no UUID and no JSON document to decode per row.
+    readings = readings.defer("vehicle", "field_errors")
     rows = list(readings.order_by("-recorded_at", "-id")[: limit + 1])
     page = rows[:limit]
     more = len(rows) > limit
