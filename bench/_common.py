@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,8 +41,7 @@ def setup_django(database_url: str | None, *, settings_module: str = "config.set
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     if database_url is None:
-        folder = tempfile.mkdtemp(prefix="bench-db-")
-        database_url = f"sqlite:///{folder}/bench.sqlite3"
+        database_url = f"sqlite:///{_temp_folder()}/bench.sqlite3"
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
@@ -60,8 +60,9 @@ def create_database(label: str) -> None:
     if connection.vendor != "sqlite":
         connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_{label}_{os.getpid()}"
     else:
-        folder = tempfile.mkdtemp(prefix="bench-db-")
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = f"{folder}/{label}.sqlite3"
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = (
+            f"{_temp_folder()}/{label}.sqlite3"
+        )
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
 
 
@@ -70,6 +71,18 @@ def destroy_database() -> None:
 
     name = connection.settings_dict["NAME"]
     connection.creation.destroy_test_db(name, verbosity=0)
+    while _TEMP_FOLDERS:  # the SQLite files' folders, with any -wal/-shm files left in them
+        shutil.rmtree(_TEMP_FOLDERS.pop(), ignore_errors=True)
+
+
+# Folders this process made for SQLite files; removed by destroy_database.
+_TEMP_FOLDERS: list[str] = []
+
+
+def _temp_folder() -> str:
+    folder = tempfile.mkdtemp(prefix="bench-db-")
+    _TEMP_FOLDERS.append(folder)
+    return folder
 
 
 def database_url() -> str:
