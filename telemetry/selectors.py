@@ -98,25 +98,22 @@ def vehicle_get_for_user(*, user: User, vehicle_id: str) -> Vehicle:
     """One of the user's vehicles (disconnected ones included), its account's tokens left for
     their first use to load. Raises NotFoundError for an id that is not a UUID, does not exist,
     or belongs to someone else: all three look the same."""
-    try:
-        pk = uuid.UUID(str(vehicle_id))
-    except ValueError:
-        raise NotFoundError() from None
-    found = _ONE_VEHICLE.fetch(owner_id=user.pk, pk=pk)
-    if not found:
-        raise NotFoundError()
-    return found[0]
+    return _owned(_ONE_VEHICLE, user=user, vehicle_id=vehicle_id)
 
 
 def vehicle_ref_for_user(*, user: User, vehicle_id: str) -> Vehicle:
     """One of the user's vehicles with only its id loaded, for reads keyed by the vehicle
     (history): a primary-key lookup with no joins. Raises NotFoundError as
     `vehicle_get_for_user` does."""
+    return _owned(_VEHICLE_REF, user=user, vehicle_id=vehicle_id)
+
+
+def _owned(select: CompiledSelect[Vehicle], *, user: User, vehicle_id: str) -> Vehicle:
     try:
         pk = uuid.UUID(str(vehicle_id))
     except ValueError:
         raise NotFoundError() from None
-    found = _VEHICLE_REF.fetch(owner_id=user.pk, pk=pk)
+    found = select.fetch(owner_id=user.pk, pk=pk)
     if not found:
         raise NotFoundError()
     return found[0]
@@ -387,12 +384,15 @@ def _reading_parts(
 
 
 def _single_reading_parts(
-    vehicle: Vehicle, bucket_seconds: int, *ranges: tuple[datetime, datetime]
+    vehicle: Vehicle,
+    bucket_seconds: int,
+    later: tuple[datetime, datetime],
+    earlier: tuple[datetime, datetime],
 ) -> list[list[tuple[int, _Totals]]]:
     """For each of the two [start, end) ranges, one part per reading, newest first: for ranges
     of a few readings, where this costs less than an aggregate query. An empty range (start >=
     end) matches nothing."""
-    later, earlier = ranges
+    ranges = (later, earlier)
     rows = _READINGS_IN_TWO_RANGES.fetch(
         vehicle=vehicle.pk,
         later_start=later[0],
