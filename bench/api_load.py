@@ -187,10 +187,14 @@ def load(
     }
 
 
-def endpoints(
-    base: str, seeded: dict[str, Any], users: int, history_vehicles: int
-) -> dict[str, Callable[[int], bytes]]:
-    """Per endpoint, request number -> the raw request (each webhook event is a new one)."""
+Request = tuple[str, str, dict[str, str], bytes]  # method, path, headers, body
+
+
+def requests_by_endpoint(
+    seeded: dict[str, Any], users: int, history_vehicles: int
+) -> dict[str, Callable[[int], Request]]:
+    """Per endpoint, request number -> the request (each webhook event is a new one). Also
+    request_cpu.py's, so both benchmarks send the same requests."""
     from core.jwt_tokens import issue_jwt
     from telemetry.tests.webhook_support import serialize, sign, state_event
 
@@ -199,20 +203,17 @@ def endpoints(
     vehicle_of = [seeded["vehicles"][f"load-vid-{i}"] for i in range(sample)]
     history = max(1, history_vehicles)
 
-    def get(path: str, user: int) -> bytes:
-        headers = {"Authorization": f"Bearer {jwts[user]}"}
-        return _http_load.build_request(base, "GET", path, headers=headers)
+    def get(path: str, user: int) -> Request:
+        return "GET", path, {"Authorization": f"Bearer {jwts[user]}"}, b""
 
-    def webhook(n: int) -> bytes:
+    def webhook(n: int) -> Request:
         body = serialize(
             state_event(
                 f"load-vid-{n % sample}", soc=50 + n % 40, oem_ms=1_740_000_000_000 + n * 1000
             )
         )
         headers = {"SC-Signature": sign(body), "Content-Type": "application/json"}
-        return _http_load.build_request(
-            base, "POST", "/api/v1/smartcar/webhook", headers=headers, body=body
-        )
+        return "POST", "/api/v1/smartcar/webhook", headers, body
 
     return {
         "ceiling": lambda n: get("/bench/ceiling", n % sample),
@@ -228,6 +229,22 @@ def endpoints(
         ),
         "webhook": webhook,
     }
+
+
+def endpoints(
+    base: str, seeded: dict[str, Any], users: int, history_vehicles: int
+) -> dict[str, Callable[[int], bytes]]:
+    """Per endpoint, request number -> the raw HTTP request."""
+
+    def raw(make: Callable[[int], Request]) -> Callable[[int], bytes]:
+        def build(n: int) -> bytes:
+            method, path, headers, body = make(n)
+            return _http_load.build_request(base, method, path, headers=headers, body=body)
+
+        return build
+
+    specs = requests_by_endpoint(seeded, users, history_vehicles)
+    return {name: raw(make) for name, make in specs.items()}
 
 
 def main() -> None:

@@ -67,39 +67,6 @@ def wsgi_caller() -> Callable[..., int]:
     return call
 
 
-def requests_by_endpoint(seeded: dict[str, Any], users: int) -> dict[str, Callable[[int], Any]]:
-    """Per endpoint, request number → (method, path, headers, body)."""
-    from core.jwt_tokens import issue_jwt
-    from telemetry.tests.webhook_support import serialize, sign, state_event
-
-    sample = min(users, 50)
-    jwts = [issue_jwt(f"load-{i}") for i in range(sample)]
-    vehicle_of = [seeded["vehicles"][f"load-vid-{i}"] for i in range(sample)]
-
-    def get(path: str, user: int) -> tuple[str, str, dict[str, str], bytes]:
-        return "GET", path, {"Authorization": f"Bearer {jwts[user]}"}, b""
-
-    def webhook(n: int) -> tuple[str, str, dict[str, str], bytes]:
-        event = state_event(
-            f"load-vid-{n % sample}", soc=50 + n % 40, oem_ms=1_740_000_000_000 + n * 1000
-        )
-        body = serialize(event)
-        headers = {"SC-Signature": sign(body), "Content-Type": "application/json"}
-        return "POST", "/api/v1/smartcar/webhook", headers, body
-
-    history = f"/api/v1/vehicles/{vehicle_of[0]}/telemetry"
-    return {
-        "ceiling": lambda n: get("/bench/ceiling", n % sample),
-        "vehicles": lambda n: get("/api/v1/vehicles", n % sample),
-        "latest": lambda n: get(
-            f"/api/v1/vehicles/{vehicle_of[n % sample]}/telemetry/latest", n % sample
-        ),
-        "history_7d_1h": lambda n: get(f"{history}?bucket=1h", 0),
-        "history_page_100": lambda n: get(f"{history}?limit=100", 0),
-        "webhook": webhook,
-    }
-
-
 def measure(
     call: Callable[..., int], make: Callable[[int], Any], first: int, count: int
 ) -> dict[str, Any]:
@@ -140,7 +107,9 @@ def main() -> None:
         seeded = api_load.seed(args.users, 1, args.history_days)
         call = wsgi_caller()
         runs = []
-        for index, (name, make) in enumerate(requests_by_endpoint(seeded, args.users).items()):
+        for index, (name, make) in enumerate(
+            api_load.requests_by_endpoint(seeded, args.users, 1).items()
+        ):
             result = measure(call, make, index * (args.requests + 20), args.requests)
             runs.append({"endpoint": name, **result})
     finally:
