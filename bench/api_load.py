@@ -4,7 +4,9 @@ driven by an asyncio client (bench/_http_load.py) at 4 and 16 connections for a 
 Data: U users, each with a Smartcar account, a vehicle and a latest reading; H of the vehicles
 also carry D days of 1-minute readings (history). Endpoints: `GET /api/v1/vehicles`,
 `…/telemetry/latest`, `…/telemetry?bucket=1h` over the last 7 days of a history vehicle, and
-`POST /api/v1/smartcar/webhook` (signed VEHICLE_STATE events, each new), plus the ceiling
+`POST /api/v1/smartcar/webhook` (signed VEHICLE_STATE events, each new; processed as
+`SMARTCAR_WEBHOOK_PROCESSING` says, by default in the background, so the script also waits
+for and reports when every event has been processed), plus the ceiling
 (`/bench/ceiling`, bench/urls.py: a bare Django view that decodes the JWT and reads one row).
 Prints req/s, p50, p99, errors and each endpoint's ratio to the ceiling; writes
 bench/results/api_load-<db>.json. The client runs on the same machine and competes for CPU.
@@ -187,6 +189,21 @@ def load(
     }
 
 
+def webhooks_processed(timeout: float = 120.0) -> dict[str, Any]:
+    """After a webhook load: how long until no stored event waits for processing any more
+    (the server's background threads; 0 when processed in the request) and how many were left
+    at `timeout`. The ack's latency alone would hide a backlog."""
+    from telemetry.models import WebhookEvent
+
+    started = time.monotonic()
+    waiting = WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
+    left = waiting.count()
+    while left and time.monotonic() - started < timeout:
+        time.sleep(0.05)
+        left = waiting.count()
+    return {"processedAfterSeconds": round(time.monotonic() - started, 2), "unprocessed": left}
+
+
 Request = tuple[str, str, dict[str, str], bytes]  # method, path, headers, body
 
 
@@ -290,11 +307,15 @@ def main() -> None:
             for _name, call in calls.items():  # warm-up: imports, connections, caches
                 load(base, call, numbered, 20, 2)
                 numbered += 20
+            if "webhook" in calls:
+                webhooks_processed()  # the warm-up's
             runs = []
             for connections in args.connections:
                 for name, call in calls.items():
                     result = load(base, call, numbered, args.requests, connections)
                     numbered += args.requests
+                    if name == "webhook":
+                        result.update(webhooks_processed())
                     runs.append({"endpoint": name, **result})
         finally:
             _common.stop_process(server)
@@ -327,6 +348,14 @@ def main() -> None:
             ],
         )
     )
+    mode = os.environ.get("SMARTCAR_WEBHOOK_PROCESSING", "background")
+    for run in runs:
+        if run["endpoint"] == "webhook":
+            print(
+                f"webhook at {run['connections']} conns ({mode} processing): every event "
+                f"processed {run['processedAfterSeconds']} s after the last answer, "
+                f"{run['unprocessed']} left unprocessed"
+            )
     path = _common.write_results(
         f"api_load-{vendor}",
         {
@@ -337,6 +366,7 @@ def main() -> None:
             "historyRows": seeded["historyRows"],
             "seedSeconds": round(seed_seconds, 1),
             "gunicornWorkers": args.gunicorn_workers,
+            "webhookProcessing": mode,
             "runs": runs,
         },
     )

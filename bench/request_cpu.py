@@ -6,7 +6,9 @@ What api_load.py cannot separate: the time one request takes in our code and the
 client or queueing. Compare endpoints with the ceiling of the same run (bench/urls.py: a bare
 Django view that decodes the JWT and reads one row). Data as api_load.py's: U users with a
 vehicle and a latest reading, one of them with D days of 1-minute readings (the history).
-Webhooks post a new signed VEHICLE_STATE event each time. Writes
+Webhooks post a new signed VEHICLE_STATE event each time: `webhook` is the answer with the
+event processed in the background (the default; each call then waits, untimed, for that to end),
+`webhook_inline` the same with the processing in the request. Writes
 bench/results/request_cpu-<db>.json.
 
     .venv/bin/python bench/request_cpu.py
@@ -68,18 +70,26 @@ def wsgi_caller() -> Callable[..., int]:
 
 
 def measure(
-    call: Callable[..., int], make: Callable[[int], Any], first: int, count: int
+    call: Callable[..., int],
+    make: Callable[[int], Any],
+    first: int,
+    count: int,
+    settle: Callable[[], Any] = lambda: None,
 ) -> dict[str, Any]:
+    """p50/p90 of `count` requests, each timed alone; `settle` runs after each, untimed (the
+    webhook's background processing: its statements are not the request's either)."""
     for n in range(first, first + 20):  # warm-up: imports, compiled reads, connection
         call(*make(n))
+        settle()
     times: list[float] = []
     statuses: set[int] = set()
-    with _common.count_sql() as statements:
+    with _common.count_sql(skip_thread=lambda t: t.name == "webhook-processor") as statements:
         for n in range(first + 20, first + 20 + count):
             request = make(n)
             started = time.perf_counter()
             statuses.add(call(*request))
             times.append(time.perf_counter() - started)
+            settle()
     times.sort()
     return {
         "requests": count,
@@ -105,16 +115,33 @@ def main() -> None:
     try:
         db_version = _common.database_version()
         seeded = api_load.seed(args.users, 1, args.history_days)
+        from django.test import override_settings
+
+        from telemetry.services.webhook_dispatch import background_processor
+
+        def processed() -> None:
+            background_processor().wait_idle(60)
+
         call = wsgi_caller()
+        specs = api_load.requests_by_endpoint(seeded, args.users, 1)
         runs = []
-        for index, (name, make) in enumerate(
-            api_load.requests_by_endpoint(seeded, args.users, 1).items()
-        ):
-            result = measure(call, make, index * (args.requests + 20), args.requests)
+        for index, (name, make) in enumerate(specs.items()):
+            settle = processed if name == "webhook" else lambda: None
+            result = measure(call, make, index * (args.requests + 20), args.requests, settle)
             runs.append({"endpoint": name, **result})
+        # The same deliveries processed in the request, before the answer: what the background
+        # thread takes off the answer.
+        with override_settings(SMARTCAR_WEBHOOK_PROCESSING="inline"):
+            result = measure(
+                call, specs["webhook"], len(specs) * (args.requests + 20), args.requests
+            )
+        runs.append({"endpoint": "webhook_inline", **result})
     finally:
         from django.db import connection
 
+        from telemetry.services.webhook_dispatch import background_processor
+
+        background_processor().stop(60)  # its thread's connection too
         connection.close()
         _common.destroy_database()
 

@@ -1,8 +1,9 @@
 """`POST {API_PREFIX}/smartcar/webhook`: Smartcar's signed webhook deliveries.
 
 No JWT and no CSRF: the `SC-Signature` HMAC is the authentication (`telemetry.services.webhooks`
-checks it). This view only bounds and reads the raw body, hands it to the service, answers, and
-then processes a newly stored event. It never touches `request.body`, `request.POST` or
+checks it). This view only bounds and reads the raw body, hands it to the service, hands a newly
+stored event on for processing (`webhook_dispatch`: by default in a background thread, so the
+answer does not wait for it) and answers. It never touches `request.body`, `request.POST` or
 `request.data`: the body is read once, raw, and never more than MAX_BODY_BYTES + 1 bytes, so a
 huge or lying upload cannot make us buffer it (and Django's DATA_UPLOAD_MAX_MEMORY_SIZE, checked
 only by `request.body`, never comes into play). Errors leave in our JSON shape.
@@ -20,12 +21,8 @@ from rest_framework.response import Response
 
 from core.api import FirstRendererNegotiation, PublicApi
 from core.errors import ApplicationError
-from telemetry.services.webhooks import (
-    MAX_BODY_BYTES,
-    WebhookTooLargeError,
-    webhook_event_process,
-    webhook_receive,
-)
+from telemetry.services.webhook_dispatch import webhook_event_dispatch
+from telemetry.services.webhooks import MAX_BODY_BYTES, WebhookTooLargeError, webhook_receive
 
 _ERROR = inline_serializer(
     "WebhookError", {"error": serializers.CharField(), "message": serializers.CharField()}
@@ -65,8 +62,9 @@ class SmartcarWebhookApi(PublicApi):
         summary="Smartcar webhook receiver",
         description="Signed with `SC-Signature` (hex HMAC-SHA256 of the raw body under the "
         "management token). VERIFY answers `{challenge}`; other events are stored once per "
-        "`eventId` and answered 200 (`accepted` or `duplicate`). See the README's webhook "
-        "section.",
+        "`eventId` and answered 200 (`accepted` or `duplicate`) once stored; an accepted "
+        "event is processed in the background (`SMARTCAR_WEBHOOK_PROCESSING`). See the README's "
+        "webhook section.",
         request=OpenApiTypes.OBJECT,
         responses={
             200: inline_serializer(
@@ -94,7 +92,7 @@ class SmartcarWebhookApi(PublicApi):
             return Response({"status": "duplicate"})
         # Stored and committed: from here on nothing may turn into a 5xx (Smartcar would send
         # the event again); a processing failure is recorded on the event instead.
-        webhook_event_process(event=receipt.event)
+        webhook_event_dispatch(event=receipt.event)
         return Response({"status": "accepted"})
 
     def http_method_not_allowed(self, request: Any, *args: Any, **kwargs: Any) -> NoReturn:

@@ -122,3 +122,44 @@ def test_database_connection_settings(tmp_path, database_url, prepared, expect_p
     # Connections are reused on both databases (a connect per request cost ~0.6 ms on SQLite).
     expected = "60 True True 5" if expect_prepared else "60 True None None"
     assert result.stdout.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({}, "background 1000 5.0"),
+        (
+            {
+                "SMARTCAR_WEBHOOK_PROCESSING": "INLINE",
+                "SMARTCAR_WEBHOOK_QUEUE_SIZE": "50",
+                "SMARTCAR_WEBHOOK_DRAIN_SECONDS": "2.5",
+            },
+            "inline 50 2.5",
+        ),
+    ],
+)
+def test_webhook_processing_settings(tmp_path, override, expected):
+    show = (
+        "from django.conf import settings as s; print(s.SMARTCAR_WEBHOOK_PROCESSING, "
+        "s.SMARTCAR_WEBHOOK_QUEUE_SIZE, s.SMARTCAR_WEBHOOK_DRAIN_SECONDS)"
+    )
+
+    result = manage("shell", "-c", show, env={"DEBUG": "true", **override}, tmp_path=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"SMARTCAR_WEBHOOK_PROCESSING": "later"}, {"SMARTCAR_WEBHOOK_QUEUE_SIZE": "0"}],
+    ids=["mode", "queue-size"],
+)
+def test_bad_webhook_processing_setting_stops_startup_with_one_line(override, tmp_path):
+    result = manage("check", env={**PRODUCTION_ENV, **override}, tmp_path=tmp_path)
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert next(iter(override)) in lines[0]
+    assert "Traceback" not in result.stderr

@@ -5,6 +5,8 @@ and no SMARTCAR_CLIENT_ID, the built-in emulator (mounted at /_smartcar/) stands
 that `make run` works on a fresh machine. Production never gets the emulator.
 """
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import env
 
 _DEBUG = env.bool("DEBUG", default=False)
@@ -64,6 +66,19 @@ SMARTCAR_CONNECT_TTL_SECONDS = env.int("SMARTCAR_CONNECT_TTL_SECONDS", default=6
 
 SMARTCAR_MANAGEMENT_TOKEN = env.str("SMARTCAR_MANAGEMENT_TOKEN", default="")
 SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS = env.str("SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS", default="")
+
+# When a stored webhook event is processed (telemetry/services/webhook_dispatch.py):
+# "background" answers Smartcar once the event is committed and processes it in a thread of the
+# same process; "inline" processes it before answering.
+SMARTCAR_WEBHOOK_PROCESSING = env.str("SMARTCAR_WEBHOOK_PROCESSING", default="background").lower()
+if SMARTCAR_WEBHOOK_PROCESSING not in ("background", "inline"):
+    raise ImproperlyConfigured("SMARTCAR_WEBHOOK_PROCESSING must be 'background' or 'inline'.")
+# Events waiting for the background thread, per process; more are left to the retry sweep.
+SMARTCAR_WEBHOOK_QUEUE_SIZE = env.int("SMARTCAR_WEBHOOK_QUEUE_SIZE", default=1000)
+if SMARTCAR_WEBHOOK_QUEUE_SIZE < 1:
+    raise ImproperlyConfigured("SMARTCAR_WEBHOOK_QUEUE_SIZE must be at least 1.")
+# At a normal exit, how long the background thread may take to finish its queue.
+SMARTCAR_WEBHOOK_DRAIN_SECONDS = env.float("SMARTCAR_WEBHOOK_DRAIN_SECONDS", default=5.0)
 
 # Which Smartcar vehicle API the poller reads: "v3" (signals; the default, since v2.0 is being
 # retired) or "v2" (one POST /batch per vehicle).

@@ -49,6 +49,10 @@ for _key in (
 
 from config.settings.base import *  # noqa: E402
 
+# A test runs inside one transaction that the background thread's connection cannot see: tests
+# process webhook events in the request, and the background path has tests of its own.
+SMARTCAR_WEBHOOK_PROCESSING = "inline"
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

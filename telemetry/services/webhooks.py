@@ -14,9 +14,10 @@ Receiving (`webhook_receive`), in this order:
    (`smartcar_client.webhooks.signature_matches`). Else 401, and the body is not parsed.
 3. A valid signature on anything but a JSON object → 400 (`invalid_payload`); nothing stored.
 4. VERIFY → `{"challenge": hex HMAC-SHA256(challenge, key=current token)}`; nothing stored.
-5. Anything else is stored in one short transaction. A duplicate `eventId` (a retry, or copies
-   arriving at once) hits the unique constraint and is answered 2xx without a second row. A
-   database failure while storing → 503 (`storage_unavailable`) so that Smartcar retries.
+5. Anything else is stored in one INSERT (inside a caller's transaction, in a savepoint). A
+   duplicate `eventId` (a retry, or copies arriving at once) hits the unique constraint and is
+   answered 2xx without a second row. A database failure while storing → 503
+   (`storage_unavailable`) so that Smartcar retries.
 
 VERIFY without a signature. Smartcar may or may not sign VERIFY (API-FACTS §7a: UNCONFIRMED), so
 an unsigned VERIFY is answered, but only for a short token-like challenge (`[A-Za-z0-9_-]{1,128}`)
@@ -56,13 +57,14 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -290,8 +292,13 @@ def _challenge(data: Mapping[str, Any]) -> str:
 
 
 def _store(envelope: _Envelope, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
+    # A savepoint only inside a caller's transaction, where it keeps a duplicate's
+    # IntegrityError from breaking that transaction. In autocommit (the endpoint's case) the
+    # INSERT is atomic on its own, and BEGIN and COMMIT would be two more round trips on the
+    # path Smartcar waits for.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
+        with guard:
             event = WebhookEvent.objects.create(
                 event_id=envelope.event_id,
                 delivery_id=envelope.delivery_id,

@@ -1,4 +1,5 @@
-"""Webhooks end to end: the emulator's signed deliveries over real HTTP to a live server."""
+"""Webhooks end to end: the emulator's signed deliveries over real HTTP to a live server, each
+event processed in the background as in production (each delivery waits for that to finish)."""
 
 from io import StringIO
 
@@ -9,6 +10,7 @@ from django.core.management import call_command
 from smartcar_client.webhooks import challenge_hmac
 from smartcar_emulator import clock, conf, fleet, webhooks
 from telemetry.models import Reading, WebhookEvent
+from telemetry.tests.conftest import WAIT_SECONDS
 from telemetry.tests.webhook_support import KEY, URL, link
 from vehicles.models import SmartcarAccount
 
@@ -23,20 +25,22 @@ def simulated():
 
 
 @pytest.fixture
-def target(live_server):
+def target(live_server, background):
     with requests.Session() as session:
-        yield f"{live_server.url}{URL}", session
+        yield f"{live_server.url}{URL}", session, background
 
 
 def deliver(target, event, *, key=KEY):
-    url, session = target
+    url, session, background = target
     body = webhooks.serialize(event)
-    return webhooks.deliver(url, body, webhooks.sign(body, key), session=session)
+    response = webhooks.deliver(url, body, webhooks.sign(body, key), session=session)
+    assert background.wait_idle(WAIT_SECONDS)
+    return response
 
 
 def test_verify_signed_and_unsigned(target):
     event = webhooks.verify_event(now=clock.now())
-    url, session = target
+    url, session, _ = target
     expected = {"challenge": challenge_hmac(KEY, event["data"]["challenge"])}
 
     signed = deliver(target, event)
@@ -83,7 +87,9 @@ def test_vehicle_error_needs_reauth_then_resolved(target, user, simulated):
     assert SmartcarAccount.objects.get().status == "active"
 
 
-def test_emulator_command_delivers_duplicates_and_bad_signatures(live_server, user, simulated):
+def test_emulator_command_delivers_duplicates_and_bad_signatures(
+    live_server, background, user, simulated
+):
     link(user, vehicle_ids=(simulated.id,))
     url = f"{live_server.url}{URL}"
     out = StringIO()
@@ -93,6 +99,7 @@ def test_emulator_command_delivers_duplicates_and_bad_signatures(live_server, us
     )
     call_command("emulator_send_webhook", "--url", url, "--bad-signature", stdout=out)
 
+    assert background.wait_idle(WAIT_SECONDS)
     lines = out.getvalue().splitlines()
     assert [line.rsplit(" ", 1)[-1] for line in lines] == ["200", "200", "401"]
     assert WebhookEvent.objects.count() == 1

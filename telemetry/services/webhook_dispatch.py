@@ -1,0 +1,185 @@
+"""When a stored webhook event is processed: before the answer, or right after it.
+
+Smartcar counts a delivery as failed unless a 2xx comes within 15 s, and its docs advise to
+persist the event, answer fast and process asynchronously (API-FACTS §7b). The endpoint stores
+the event first (`webhook_receive`), then hands it here. `SMARTCAR_WEBHOOK_PROCESSING`:
+
+- `"background"` (the default): the answer goes out as soon as the event is committed; one
+  daemon thread per process (`BackgroundProcessor`) processes the events it is handed, in order.
+  The queue is bounded (`SMARTCAR_WEBHOOK_QUEUE_SIZE`): an event that finds it full, or whose
+  process stops before its turn, stays `received`, which is what `process_webhooks
+  --retry-failed` picks up after `--stale-seconds` (the cron job the README lists). At a normal
+  exit (gunicorn's graceful stop included) the thread gets `SMARTCAR_WEBHOOK_DRAIN_SECONDS` to
+  finish its queue.
+- `"inline"`: processed in the request, before the answer (Smartcar then waits for it). The test
+  settings use it, so that a test running inside one transaction sees the outcome; the
+  background path has tests of its own.
+
+Owns: the hand-off and the thread. Must never: hand over an event before its row is committed
+(the thread reads it on its own connection), let an exception end the thread, or block a
+request on a full queue.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from functools import partial
+
+from django.conf import settings
+from django.db import close_old_connections, connections, transaction
+
+from telemetry.models import WebhookEvent
+from telemetry.services.webhooks import webhook_event_process
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND = "background"
+INLINE = "inline"
+# An idle thread gives its database connection back after this long, rather than hold one per
+# process between bursts of deliveries.
+IDLE_CLOSE_SECONDS = 10.0
+
+
+def webhook_event_dispatch(*, event: WebhookEvent) -> None:
+    """Process a newly stored event as `SMARTCAR_WEBHOOK_PROCESSING` says. Never raises."""
+    if settings.SMARTCAR_WEBHOOK_PROCESSING == INLINE:
+        webhook_event_process(event=event)
+        return
+    # After the commit: the thread reads the row on its own connection. In autocommit (the
+    # endpoint's case) the store has committed already and this runs at once.
+    transaction.on_commit(partial(background_processor().submit, event.pk))
+
+
+class BackgroundProcessor:
+    """One daemon thread that processes queued event ids; started on first use in each process
+    (a fork, such as gunicorn's with --preload, gets a thread of its own)."""
+
+    def __init__(self, *, maxsize: int) -> None:
+        # Event ids; None asks the thread to stop.
+        self._queue: queue.Queue[int | None] = queue.Queue(maxsize=maxsize)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stop_requested = False
+
+    def submit(self, event_id: int) -> bool:
+        """Queue an event id; False (the event stays `received`) when the queue is full."""
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(event_id)
+        except queue.Full:
+            logger.warning(
+                "webhook event %s left for process_webhooks --retry-failed: queue full (%s)",
+                event_id,
+                self._queue.maxsize,
+            )
+            return False
+        return True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every queued event has been processed; False if `timeout` ran out first."""
+        if self._pid != os.getpid():
+            return True  # nothing was queued in this process (a fork inherits a copy)
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def stop(self, timeout: float) -> int:
+        """Let the thread finish what is queued, close its connection and end. Returns how many
+        events were still unprocessed when `timeout` ran out (0: all done)."""
+        thread = self._thread
+        if self._pid != os.getpid() or thread is None or not thread.is_alive():
+            return 0
+        deadline = time.monotonic() + timeout
+        if not self._stop_requested:
+            try:
+                self._queue.put(None, timeout=timeout)  # after every event queued so far
+            except queue.Full:
+                return self._queue.unfinished_tasks
+            self._stop_requested = True
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if not thread.is_alive():
+            return 0
+        return self._queue.unfinished_tasks - 1  # the stop request itself
+
+    def pending(self) -> int:
+        """Events queued in this process and not processed yet."""
+        return self._queue.unfinished_tasks if self._pid == os.getpid() else 0
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid and self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._pid == pid and self._thread is not None and self._thread.is_alive():
+                return
+            if self._pid != pid:
+                # Forked: the parent's queue and lock state mean nothing here.
+                self._queue = queue.Queue(maxsize=self._queue.maxsize)
+            self._pid = pid
+            self._stop_requested = False
+            self._thread = threading.Thread(target=self._run, name="webhook-processor", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        timeout: float | None = IDLE_CLOSE_SECONDS
+        while True:
+            try:
+                event_id = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                connections.close_all()  # this thread's connections only
+                timeout = None
+                continue
+            timeout = IDLE_CLOSE_SECONDS
+            try:
+                if event_id is None:
+                    connections.close_all()
+                    return
+                self._process(event_id)
+            finally:
+                self._queue.task_done()
+
+    @staticmethod
+    def _process(event_id: int) -> None:
+        # Like a request: drop a connection that is broken or past CONN_MAX_AGE, before and after.
+        close_old_connections()
+        try:
+            event = WebhookEvent.objects.filter(pk=event_id).first()
+            if event is not None:
+                webhook_event_process(event=event)
+        except Exception:
+            # The event stays as it was (received): --retry-failed takes it later.
+            logger.exception("webhook event %s: background processing failed", event_id)
+        finally:
+            close_old_connections()
+
+
+_processor: BackgroundProcessor | None = None
+_processor_lock = threading.Lock()
+
+
+def background_processor() -> BackgroundProcessor:
+    """This process's processor, made on first use with the queue size from the settings."""
+    global _processor
+    if _processor is None:
+        with _processor_lock:
+            if _processor is None:
+                _processor = BackgroundProcessor(maxsize=settings.SMARTCAR_WEBHOOK_QUEUE_SIZE)
+                atexit.register(_drain_at_exit, _processor)
+    return _processor
+
+
+def _drain_at_exit(processor: BackgroundProcessor) -> None:
+    left = processor.stop(settings.SMARTCAR_WEBHOOK_DRAIN_SECONDS)
+    if left:
+        logger.warning("%s webhook events left for process_webhooks --retry-failed at exit", left)
