@@ -31,7 +31,7 @@ import time
 from functools import partial
 
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 
 from telemetry.models import WebhookEvent
 from telemetry.services.webhooks import webhook_event_process
@@ -52,30 +52,33 @@ def webhook_event_dispatch(*, event: WebhookEvent) -> None:
         return
     # After the commit: the thread reads the row on its own connection. In autocommit (the
     # endpoint's case) the store has committed already and this runs at once.
-    transaction.on_commit(partial(background_processor().submit, event.pk))
+    transaction.on_commit(partial(background_processor().submit, event))
 
 
 class BackgroundProcessor:
-    """One daemon thread that processes queued event ids; started on first use in each process
-    (a fork, such as gunicorn's with --preload, gets a thread of its own)."""
+    """One daemon thread that processes queued events in order; started on first use in each
+    process (a fork, such as gunicorn's with --preload, gets a thread of its own).
+
+    The queue holds the stored events themselves, not their ids: the thread has no row to read
+    again (a queued event is a payload of at most MAX_BODY_BYTES, Smartcar's ≤ 50 KB)."""
 
     def __init__(self, *, maxsize: int) -> None:
-        # Event ids; None asks the thread to stop.
-        self._queue: queue.Queue[int | None] = queue.Queue(maxsize=maxsize)
+        # None asks the thread to stop.
+        self._queue: queue.Queue[WebhookEvent | None] = queue.Queue(maxsize=maxsize)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._stop_requested = False
 
-    def submit(self, event_id: int) -> bool:
-        """Queue an event id; False (the event stays `received`) when the queue is full."""
+    def submit(self, event: WebhookEvent) -> bool:
+        """Queue a stored event; False (it stays `received`) when the queue is full."""
         self._ensure_thread()
         try:
-            self._queue.put_nowait(event_id)
+            self._queue.put_nowait(event)
         except queue.Full:
             logger.warning(
                 "webhook event %s left for process_webhooks --retry-failed: queue full (%s)",
-                event_id,
+                event.pk,
                 self._queue.maxsize,
             )
             return False
@@ -132,36 +135,40 @@ class BackgroundProcessor:
             self._thread.start()
 
     def _run(self) -> None:
-        timeout: float | None = IDLE_CLOSE_SECONDS
+        between_bursts = True
         while True:
             try:
-                event_id = self._queue.get(timeout=timeout)
+                event = self._queue.get(timeout=IDLE_CLOSE_SECONDS)
             except queue.Empty:
                 connections.close_all()  # this thread's connections only
-                timeout = None
-                continue
-            timeout = IDLE_CLOSE_SECONDS
+                event = self._queue.get()
             try:
-                if event_id is None:
+                if event is None:
                     connections.close_all()
                     return
-                self._process(event_id)
+                _check_connections(between_bursts=between_bursts)
+                self._process(event)
+                between_bursts = self._queue.empty()
             finally:
                 self._queue.task_done()
 
     @staticmethod
-    def _process(event_id: int) -> None:
-        # Like a request: drop a connection that is broken or past CONN_MAX_AGE, before and after.
-        close_old_connections()
+    def _process(event: WebhookEvent) -> None:
         try:
-            event = WebhookEvent.objects.filter(pk=event_id).first()
-            if event is not None:
-                webhook_event_process(event=event)
+            webhook_event_process(event=event)
         except Exception:
-            # The event stays as it was (received): --retry-failed takes it later.
-            logger.exception("webhook event %s: background processing failed", event_id)
-        finally:
-            close_old_connections()
+            # webhook_event_process records its own failures; this is a bug or a database
+            # down. The event stays as it was (received): --retry-failed takes it later.
+            logger.exception("webhook event %s: background processing failed", event.pk)
+
+
+def _check_connections(*, between_bursts: bool) -> None:
+    """What Django does at the start of each request (close a connection that is broken or past
+    CONN_MAX_AGE, the health check included), at the start of each burst of events, and after
+    a database error: once per event, the health check would be one round trip more each."""
+    for connection in connections.all(initialized_only=True):
+        if between_bursts or connection.errors_occurred:
+            connection.close_if_unusable_or_obsolete()
 
 
 _processor: BackgroundProcessor | None = None

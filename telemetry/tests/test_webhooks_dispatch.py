@@ -201,6 +201,9 @@ def test_an_idle_thread_gives_its_connection_back(client, user, background, monk
     real = webhook_dispatch.connections
 
     class Watched:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
         def close_all(self):
             real.close_all()
             closed.set()
@@ -211,3 +214,32 @@ def test_an_idle_thread_gives_its_connection_back(client, user, background, monk
 
     assert background.wait_idle(WAIT)
     assert closed.wait(WAIT)
+
+
+class FakeConnection:
+    def __init__(self, *, errors_occurred: bool) -> None:
+        self.errors_occurred = errors_occurred
+        self.checked = 0
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        self.checked += 1
+
+
+@pytest.mark.parametrize(
+    ("between_bursts", "errors_occurred", "checked"),
+    [(True, False, 1), (False, True, 1), (False, False, 0)],
+    ids=["new-burst", "after-an-error", "mid-burst"],
+)
+def test_connections_are_checked_per_burst_and_after_errors(
+    monkeypatch, between_bursts, errors_occurred, checked
+):
+    connection = FakeConnection(errors_occurred=errors_occurred)
+
+    class Handler:
+        def all(self, initialized_only=False):
+            return [connection]
+
+    monkeypatch.setattr(webhook_dispatch, "connections", Handler())
+    webhook_dispatch._check_connections(between_bursts=between_bursts)
+
+    assert connection.checked == checked
