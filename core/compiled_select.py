@@ -17,7 +17,8 @@ the placeholder's field exactly as the ORM converts a lookup's value. A placehol
 `= %s`, so None is refused (the ORM would write `IS NULL`), as is a missing or unknown name.
 Querysets whose results the kept steps would not reproduce (values(), annotations,
 prefetch_related, …) are refused when first compiled. `CompiledRows` does the same for a
-`values_list()` queryset and returns its tuples.
+`values_list()` queryset and returns its tuples, `CompiledUpdate` for an UPDATE of a filtered
+queryset (a `Param` may stand for a value set as well as for one filtered on).
 
 Uses Django's compiler internals (`select`, `klass_info`, converters, related populators), the
 same steps `ModelIterable` and `results_iter` take; `core/tests/test_compiled_select.py` pins
@@ -29,10 +30,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from django.db import connections, router
-from django.db.models import Expression, Field, Model, QuerySet
+from django.db.models import Expression, Field, Model, QuerySet, sql
 from django.db.models.query import ModelIterable, ValuesListIterable, get_related_populators
 
 M = TypeVar("M", bound=Model)
@@ -74,14 +75,21 @@ class _Sql:
     compiler: Any
 
     def run(self, connection: Any, values: dict[str, Any]) -> Any:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self._bound(connection, values))
+            return cursor.fetchall()
+
+    def run_update(self, connection: Any, values: dict[str, Any]) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self._bound(connection, values))
+            return int(cursor.rowcount)
+
+    def _bound(self, connection: Any, values: dict[str, Any]) -> list[Any]:
         if values.keys() != self.names:
             raise TypeError(
                 f"CompiledSelect takes {sorted(self.names)}, was given {sorted(values)}"
             )
-        params = [p.bind(values, connection) if isinstance(p, _Slot) else p for p in self.params]
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            return cursor.fetchall()
+        return [p.bind(values, connection) if isinstance(p, _Slot) else p for p in self.params]
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ class _Shape:
 class _Kept(Generic[T]):
     """What is kept per thread and database: `compile(queryset, db)` → T, made on first use."""
 
+    writes = False
+
     def __init__(self, build: Callable[[], QuerySet[Any, Any]]) -> None:
         self._build = build
         self._model: type[Model] | None = None
@@ -106,7 +116,7 @@ class _Kept(Generic[T]):
     def _kept(self) -> tuple[T, str, Any]:
         if self._model is None:
             self._model = self._build().model
-        db = router.db_for_read(self._model)
+        db = (router.db_for_write if self.writes else router.db_for_read)(self._model)
         connection = connections[db]
         kept: Any = self._local.__dict__.get(db)
         if kept is None or kept[1] is not connection:
@@ -166,6 +176,47 @@ class CompiledRows(_Kept["tuple[_Sql, dict[int, Any]]"]):
         compiler = query.compiler
         fields = [column[0] for column in compiler.select[: compiler.col_count]]
         return query, compiler.get_converters(fields)
+
+
+class CompiledUpdate(_Kept["_Sql"]):
+    """`build()` returns the queryset whose rows to update, `values` what to set on them, each
+    a constant or a `Param`; `execute(**values)` runs the kept UPDATE and returns the rows it
+    changed, as `queryset.update(...)` would. Only a plain filter on the model's own table: a
+    filter across a join (which Django rewrites as `pk IN (SELECT …)`), a slice or an ordering
+    is refused."""
+
+    writes = True
+
+    def __init__(self, build: Callable[[], QuerySet[Any, Any]], **values: Any) -> None:
+        super().__init__(build)
+        self._values = values
+
+    def execute(self, **values: Any) -> int:
+        query, _, connection = self._kept()
+        return query.run_update(connection, values)
+
+    def _compile(self, queryset: QuerySet[Any], db: str) -> _Sql:
+        query = queryset.query
+        if (
+            queryset.db != db
+            or not _reproducible(queryset)
+            or query.is_sliced
+            or query.order_by
+            or query.select_related
+            or query.count_active_tables() > 1
+        ):
+            raise TypeError(f"CompiledUpdate cannot keep this queryset: {query}")
+        update = cast("sql.UpdateQuery", query.chain(sql.UpdateQuery))
+        update.add_update_values(self._values)
+        if update.get_related_updates():
+            raise TypeError("CompiledUpdate sets the model's own fields only")
+        text, params = update.get_compiler(db).as_sql()
+        return _Sql(
+            sql=text,
+            params=tuple(params),
+            names=frozenset(p.name for p in params if isinstance(p, _Slot)),
+            compiler=None,
+        )
 
 
 def _compile_sql(queryset: QuerySet[Any], db: str) -> _Sql:

@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from unittest.mock import patch
 
 import pytest
+from django.core.exceptions import FieldDoesNotExist
 from django.db import connection
 from django.db.models import Count
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
-from core.compiled_select import CompiledRows, CompiledSelect, Param
+from core.compiled_select import CompiledRows, CompiledSelect, CompiledUpdate, Param
 from telemetry.models import Reading, TelemetryState
 from telemetry.tests.api_support import link_account
 from vehicles.models import Vehicle
@@ -262,3 +263,82 @@ def test_rows_refuse_other_querysets(fleet, build):
     user, _ = fleet
     with pytest.raises(TypeError, match="cannot keep"):
         CompiledRows(build).fetch(owner=user.pk)
+
+
+# --- CompiledUpdate ------------------------------------------------------------------------------
+
+STATE = TelemetryState._meta
+
+
+def leased_update(**values):
+    return CompiledUpdate(
+        lambda: TelemetryState.objects.filter(
+            vehicle=Param("vehicle", STATE.get_field("vehicle")),
+            lease_owner=Param("owner", STATE.get_field("lease_owner")),
+        ),
+        **values,
+    )
+
+
+def state_row(vehicle):
+    return TelemetryState.objects.filter(vehicle=vehicle).values(
+        "last_outcome", "last_error", "consecutive_failures", "lease_until", "updated_at"
+    )[0]
+
+
+def test_update_changes_what_the_orms_update_changes(fleet):
+    user, _ = fleet
+    ours, twin = Vehicle.objects.filter(owner=user).order_by("smartcar_vehicle_id")[:2]
+    for vehicle in (ours, twin):
+        TelemetryState.objects.update_or_create(
+            vehicle=vehicle, defaults={"lease_owner": "me", "lease_until": AT}
+        )
+    update = leased_update(
+        last_outcome=Param("outcome", STATE.get_field("last_outcome")),
+        consecutive_failures=Param("failures", STATE.get_field("consecutive_failures")),
+        updated_at=Param("now", STATE.get_field("updated_at")),
+        last_error="",
+        lease_until=None,
+    )
+    values = {"outcome": "ok", "failures": 3, "now": AT}
+
+    changed = update.execute(vehicle=ours.pk, owner="me", **values)
+    orm_changed = TelemetryState.objects.filter(vehicle=twin, lease_owner="me").update(
+        last_outcome="ok", consecutive_failures=3, updated_at=AT, last_error="", lease_until=None
+    )
+
+    assert changed == orm_changed == 1
+    assert state_row(ours) == state_row(twin)
+    assert state_row(ours)["lease_until"] is None
+    # Another owner's lease, or a later call's own values: the kept SQL binds each call's.
+    assert update.execute(vehicle=ours.pk, owner="someone-else", **values) == 0
+    assert update.execute(vehicle=ours.pk, owner="me", **{**values, "failures": 7}) == 1
+    assert state_row(ours)["consecutive_failures"] == 7
+
+
+def test_update_refuses_none_and_wrong_names(fleet):
+    user, _ = fleet
+    vehicle = Vehicle.objects.filter(owner=user).first()
+    update = leased_update(last_outcome=Param("outcome", STATE.get_field("last_outcome")))
+
+    with pytest.raises(ValueError, match="outcome"):
+        update.execute(vehicle=vehicle.pk, owner="me", outcome=None)
+    with pytest.raises(TypeError):
+        update.execute(vehicle=vehicle.pk, owner="me")
+    with pytest.raises(TypeError):
+        update.execute(vehicle=vehicle.pk, owner="me", outcome="ok", extra=1)
+
+
+@pytest.mark.parametrize(
+    ("build", "values"),
+    [
+        (lambda: TelemetryState.objects.filter(vehicle__owner_id=1), {"last_error": ""}),
+        (lambda: TelemetryState.objects.order_by("vehicle")[:1], {"last_error": ""}),
+        (lambda: TelemetryState.objects.order_by("vehicle"), {"last_error": ""}),
+        (lambda: TelemetryState.objects.all(), {"vehicle__nickname": "x"}),
+    ],
+    ids=["join", "slice", "ordering", "related-field"],
+)
+def test_update_refuses_what_it_cannot_keep(fleet, build, values):
+    with pytest.raises((TypeError, FieldDoesNotExist)):
+        CompiledUpdate(build, **values).execute()
