@@ -152,8 +152,12 @@ def test_webhook_processing_settings(tmp_path, override, expected):
 
 @pytest.mark.parametrize(
     "override",
-    [{"SMARTCAR_WEBHOOK_PROCESSING": "later"}, {"SMARTCAR_WEBHOOK_QUEUE_SIZE": "0"}],
-    ids=["mode", "queue-size"],
+    [
+        {"SMARTCAR_WEBHOOK_PROCESSING": "later"},
+        {"SMARTCAR_WEBHOOK_QUEUE_SIZE": "0"},
+        {"SMARTCAR_WEBHOOK_DRAIN_SECONDS": "-1"},
+    ],
+    ids=["mode", "queue-size", "drain-seconds"],
 )
 def test_bad_webhook_processing_setting_stops_startup_with_one_line(override, tmp_path):
     result = manage("check", env={**PRODUCTION_ENV, **override}, tmp_path=tmp_path)

@@ -79,6 +79,8 @@ if SMARTCAR_WEBHOOK_QUEUE_SIZE < 1:
     raise ImproperlyConfigured("SMARTCAR_WEBHOOK_QUEUE_SIZE must be at least 1.")
 # At a normal exit, how long the background thread may take to finish its queue.
 SMARTCAR_WEBHOOK_DRAIN_SECONDS = env.float("SMARTCAR_WEBHOOK_DRAIN_SECONDS", default=5.0)
+if SMARTCAR_WEBHOOK_DRAIN_SECONDS < 0:
+    raise ImproperlyConfigured("SMARTCAR_WEBHOOK_DRAIN_SECONDS must not be negative.")
 
 # Which Smartcar vehicle API the poller reads: "v3" (signals; the default, since v2.0 is being
 # retired) or "v2" (one POST /batch per vehicle).

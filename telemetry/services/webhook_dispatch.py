@@ -16,8 +16,8 @@ the event first (`webhook_receive`), then hands it here. `SMARTCAR_WEBHOOK_PROCE
   background path has tests of its own.
 
 Owns: the hand-off and the thread. Must never: hand over an event before its row is committed
-(the thread reads it on its own connection), let an exception end the thread, or block a
-request on a full queue.
+(the thread works on its own connection, where an uncommitted row does not exist yet), let an
+exception end the thread, or block a request on a full queue.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def webhook_event_dispatch(*, event: WebhookEvent) -> None:
     if settings.SMARTCAR_WEBHOOK_PROCESSING == INLINE:
         webhook_event_process(event=event)
         return
-    # After the commit: the thread reads the row on its own connection. In autocommit (the
+    # After the commit: the thread updates the row on its own connection. In autocommit (the
     # endpoint's case) the store has committed already and this runs at once.
     transaction.on_commit(partial(background_processor().submit, event))
 
