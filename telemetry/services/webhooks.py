@@ -30,8 +30,9 @@ string; a VERIFY whose signature is present but wrong is refused (401) like any 
 Legacy deliveries carry no `eventId` except `eventBased` ones; for them the key is
 "sha256:<hex of the raw body>", which stays the same for a byte-identical retry.
 
-Processing (`webhook_event_process`, run right after the store commits and by
-`manage.py process_webhooks`) never raises. It is idempotent, so no transaction spans it: a
+Processing (`webhook_event_process`, run once the store commits, by default in a background
+thread after the answer (`telemetry.services.webhook_dispatch`), and by `manage.py
+process_webhooks`) never raises. It is idempotent, so no transaction spans it: a
 retried reading is deduplicated by the reading store (same vehicle time), and the vehicle error
 updates are compare-and-set. Outcomes: `processed`; `unmatched` (no live vehicle of ours has that
 Smartcar id; 2xx all the same, a 4xx would only make Smartcar retry); `ignored` (an event type we
