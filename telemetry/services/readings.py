@@ -32,11 +32,12 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.db.models import Case, Exists, F, Field, Model, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from core.errors import ReconnectRequiredError
+from core.transactions import savepoint_if_in_transaction
 from smartcar_client.errors import SmartcarBillingError, SmartcarError
 from smartcar_client.factory import client_from_settings
 from smartcar_client.types import BatchResponse
@@ -265,12 +266,7 @@ def _db_value(model: type[Model], name: str, value: Any) -> Any:
 
 
 def _insert(reading: Reading) -> None:
-    # Inside a caller's transaction a failed INSERT must not poison it: use a savepoint there.
-    # Outside one (the poller's hot path), a plain INSERT costs no BEGIN/SAVEPOINT statements.
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            reading.save(force_insert=True)
-    else:
+    with savepoint_if_in_transaction():
         reading.save(force_insert=True)
 
 

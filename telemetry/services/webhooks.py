@@ -58,19 +58,19 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError
 from django.db.models import F, Q
 from django.utils import timezone
 
 from core.compiled_select import CompiledSelect, Param
 from core.errors import ApplicationError
+from core.transactions import savepoint_if_in_transaction
 from smartcar_client.bodies import NulInBodyError, refuse_nul
 from smartcar_client.errors import SmartcarError
 from smartcar_client.types import BatchResponse
@@ -293,13 +293,9 @@ def _challenge(data: Mapping[str, Any]) -> str:
 
 
 def _store(envelope: _Envelope, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    # A savepoint only inside a caller's transaction, where it keeps a duplicate's
-    # IntegrityError from breaking that transaction. In autocommit (the endpoint's case) the
-    # INSERT is atomic on its own, and BEGIN and COMMIT would be two more round trips on the
-    # path Smartcar waits for.
-    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with guard:
+        # In autocommit (the endpoint's case) a bare INSERT: the path Smartcar waits for.
+        with savepoint_if_in_transaction():
             event = WebhookEvent.objects.create(
                 event_id=envelope.event_id,
                 delivery_id=envelope.delivery_id,
