@@ -111,13 +111,15 @@ def main() -> None:
     args = parser.parse_args()
 
     vendor = _common.setup_django(args.database_url, settings_module=SETTINGS)
+    from django.db import connection
+    from django.test import override_settings
+
+    from telemetry.services.webhook_dispatch import background_processor
+
     _common.create_database("cpu")
     try:
         db_version = _common.database_version()
         seeded = api_load.seed(args.users, 1, args.history_days)
-        from django.test import override_settings
-
-        from telemetry.services.webhook_dispatch import background_processor
 
         def processed() -> None:
             background_processor().wait_idle(60)
@@ -137,10 +139,6 @@ def main() -> None:
             )
         runs.append({"endpoint": "webhook_inline", **result})
     finally:
-        from django.db import connection
-
-        from telemetry.services.webhook_dispatch import background_processor
-
         background_processor().stop(60)  # its thread's connection too
         connection.close()
         _common.destroy_database()
