@@ -1,7 +1,7 @@
 """Webhook events processed in the background: the answer does not wait, nothing is lost.
 
-Real threads on committed rows (`transaction=True`): the background thread reads each event on
-its own database connection, as in production.
+Real threads on committed rows (`transaction=True`): the background thread writes on its own
+database connection, as in production.
 """
 
 import logging
