@@ -28,14 +28,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connection
-from django.db.models import Case, Exists, F, Field, Model, OuterRef, Q, Value, When
+from django.db import IntegrityError
+from django.db.models import Case, Exists, F, Model, OuterRef, Q, Value, When
 from django.utils import timezone
 
+from core.compiled_select import CompiledUpdate, Param
 from core.errors import ReconnectRequiredError
 from core.transactions import savepoint_if_in_transaction
 from smartcar_client.errors import SmartcarBillingError, SmartcarError
@@ -196,73 +197,59 @@ def telemetry_store_reading(
     return reading, True
 
 
-# The poller's hottest statement, written out: built with the ORM (a CASE holding an EXISTS
-# subquery) it cost more CPU to compile than anything else in a poll (issue 8, docs/performance.md).
-# Same statement the ORM built: column references in SET read the row as it was before the
-# UPDATE, and the pointer's condition is checked against the live row, not the one we read.
-_MOVE_LATEST_AND_COUNT_SQL = """
-UPDATE {state} SET
-    {latest} = CASE
-        WHEN {latest} IS NULL THEN %s
-        WHEN EXISTS (
-            SELECT 1 FROM {reading} U0 WHERE U0.{reading_pk} = {state}.{latest}
-            AND U0.{recorded_at} < %s
-        ) THEN %s
-        ELSE {latest}
-    END,
-    {calls} = CASE WHEN {calls_month} = %s THEN {calls} + %s ELSE %s END,
-    {calls_month} = %s,
-    {updated_at} = %s
-WHERE {vehicle} = %s
-"""
-
-
 def _move_latest_and_count(
     *, vehicle_pk: Any, reading_pk: Any, recorded: datetime, month: date, calls: int
 ) -> int:
     """One UPDATE: move the latest pointer to `reading_pk` if it is newer (or there is none),
     and add `calls` to this month's count. Returns the rows updated (0 if the state vanished)."""
-    state, reading = TelemetryState, Reading
-    sql = _MOVE_LATEST_AND_COUNT_SQL.format(
-        state=connection.ops.quote_name(state._meta.db_table),
-        latest=_column(state, "latest_reading"),
-        reading=connection.ops.quote_name(reading._meta.db_table),
-        reading_pk=_column(reading, "id"),
-        recorded_at=_column(reading, "recorded_at"),
-        calls=_column(state, "calls_this_month"),
-        calls_month=_column(state, "calls_month"),
-        updated_at=_column(state, "updated_at"),
-        vehicle=_column(state, "vehicle"),
+    return _MOVE_LATEST_AND_COUNT.execute(
+        vehicle=vehicle_pk,
+        reading=reading_pk,
+        recorded=recorded,
+        month=month,
+        calls=calls,
+        now=timezone.now(),
     )
-    reading_id = _db_value(state, "latest_reading", reading_pk)
-    month_value = _db_value(state, "calls_month", month)
-    params = [
-        reading_id,
-        _db_value(reading, "recorded_at", recorded),
-        reading_id,
-        month_value,
-        calls,
-        calls,
-        month_value,
-        _db_value(state, "updated_at", timezone.now()),
-        _db_value(state, "vehicle", vehicle_pk),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
 
 
-def _field(model: type[Model], name: str) -> Field[Any, Any]:
-    return cast("Field[Any, Any]", model._meta.get_field(name))
+def _move_latest_and_count_update() -> CompiledUpdate:
+    # The poller's hottest statement: built and compiled on every poll (a CASE holding an
+    # EXISTS subquery) it cost more CPU than anything else in a poll (issue 8,
+    # docs/performance.md), so it is kept compiled. Column references in SET read the row as it
+    # was before the UPDATE, and the pointer's condition is checked against the live row, not
+    # the one we read.
+    def field(model: type[Model], name: str) -> Any:
+        return model._meta.get_field(name)
+
+    reading = Param("reading", field(TelemetryState, "latest_reading"))
+    month = Param("month", field(TelemetryState, "calls_month"))
+    calls = Param("calls", field(TelemetryState, "calls_this_month"))
+    older_latest = Exists(
+        Reading.objects.filter(
+            pk=OuterRef("latest_reading_id"),
+            recorded_at__lt=Param("recorded", field(Reading, "recorded_at")),
+        )
+    )
+    return CompiledUpdate(
+        lambda: TelemetryState.objects.filter(
+            vehicle=Param("vehicle", field(TelemetryState, "vehicle"))
+        ),
+        latest_reading=Case(
+            When(latest_reading__isnull=True, then=reading),
+            When(older_latest, then=reading),
+            default=F("latest_reading"),
+            output_field=field(TelemetryState, "latest_reading"),
+        ),
+        calls_this_month=Case(
+            When(calls_month=month, then=F("calls_this_month") + calls),
+            default=calls,
+        ),
+        calls_month=month,
+        updated_at=Param("now", field(TelemetryState, "updated_at")),
+    )
 
 
-def _column(model: type[Model], name: str) -> str:
-    return connection.ops.quote_name(str(_field(model, name).column))
-
-
-def _db_value(model: type[Model], name: str, value: Any) -> Any:
-    # As the ORM would send it (a UUID key, an aware datetime on SQLite...).
-    return _field(model, name).get_db_prep_value(value, connection)
+_MOVE_LATEST_AND_COUNT = _move_latest_and_count_update()
 
 
 def _insert(reading: Reading) -> None:
