@@ -146,15 +146,15 @@ class BackgroundProcessor:
                 if event is None:
                     connections.close_all()
                     return
-                _check_connections(between_bursts=between_bursts)
-                self._process(event)
+                self._process(event, between_bursts=between_bursts)
                 between_bursts = self._queue.empty()
             finally:
                 self._queue.task_done()
 
     @staticmethod
-    def _process(event: WebhookEvent) -> None:
+    def _process(event: WebhookEvent, *, between_bursts: bool) -> None:
         try:
+            _check_connections(between_bursts=between_bursts)
             webhook_event_process(event=event)
         except Exception:
             # webhook_event_process records its own failures; this is a bug or a database

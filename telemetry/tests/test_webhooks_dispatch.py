@@ -105,23 +105,27 @@ def test_a_full_queue_leaves_the_event_for_the_retry_sweep(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("failing", ["webhook_event_process", "_check_connections"])
 def test_a_crash_in_processing_keeps_the_thread_and_the_event(
-    client, user, background, monkeypatch, caplog
+    client, user, background, monkeypatch, caplog, failing
 ):
     link(user)
     crashed, later = state_event(soc=60), state_event(soc=70, oem_ms=1_740_000_060_000)
+    real = getattr(webhook_dispatch, failing)
 
-    def crash_once(*, event, force=False):
-        monkeypatch.setattr(webhook_dispatch, "webhook_event_process", webhook_event_process)
+    def crash_once(**kwargs):
+        monkeypatch.setattr(webhook_dispatch, failing, real)
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(webhook_dispatch, "webhook_event_process", crash_once)
+    monkeypatch.setattr(webhook_dispatch, failing, crash_once)
     with caplog.at_level(logging.ERROR, logger=webhook_dispatch.__name__):
         assert send(client, crashed).status_code == HTTPStatus.OK
         assert background.wait_idle(WAIT)
+    thread = background._thread
     assert send(client, later).status_code == HTTPStatus.OK
     assert background.wait_idle(WAIT)
 
+    assert background._thread is thread  # the same thread went on
     assert status_of(crashed["eventId"]) == "received"  # for --retry-failed
     assert status_of(later["eventId"]) == "processed"
     assert "background processing failed" in caplog.text
