@@ -403,7 +403,9 @@ def main() -> None:
             ],
         )
     )
-    mode = os.environ.get("SMARTCAR_WEBHOOK_PROCESSING", "background")
+    from django.conf import settings
+
+    mode = settings.SMARTCAR_WEBHOOK_PROCESSING  # bench/settings.py, as the server's
     for run in rows:
         if run["endpoint"] == "webhook":
             print(

@@ -38,7 +38,6 @@ from telemetry.services.webhooks import webhook_event_process
 
 logger = logging.getLogger(__name__)
 
-BACKGROUND = "background"
 INLINE = "inline"
 # An idle thread gives its database connection back after this long, rather than hold one per
 # process between bursts of deliveries.
