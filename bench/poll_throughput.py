@@ -177,6 +177,9 @@ def measure(
     emulator_cpu = _common.process_cpu_seconds(emulator_pid)
     poller_cpu = time.process_time()
     polling._claim = timed_claim
+    # The cycle's own poll function (which hands the state write to the outcome UPDATE) calls
+    # this module attribute: timing it there keeps the poller's real path.
+    readings.telemetry_poll_vehicle = timed_poll
     try:
         with (
             _common.count_sql() as sql,
@@ -184,11 +187,10 @@ def measure(
             _common.count_pool_discards() as discards,
             _common.RssSampler() as rss,
         ):
-            summary = polling.run_poll_cycle(
-                ignore_schedule=True, workers=args.workers, poll_fn=timed_poll
-            )
+            summary = polling.run_poll_cycle(ignore_schedule=True, workers=args.workers)
     finally:
         polling._claim = original_claim
+        readings.telemetry_poll_vehicle = original_poll
     poller_cpu = time.process_time() - poller_cpu
     emulator_cpu = _common.process_cpu_seconds(emulator_pid) - emulator_cpu
     billable = emulator_calls(base) - before_calls

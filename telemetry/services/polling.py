@@ -224,7 +224,7 @@ def run_poll_cycle(
     summary = CycleSummary(started_at=started)
     cycle = _Cycle(
         owner=_lease_owner(),
-        poll_fn=poll_fn or readings.telemetry_poll_vehicle,
+        poll_fn=poll_fn or _deferring_poll,
         config=schedule.ScheduleConfig.from_settings(),
         clock=clock,
         rng=rng,
@@ -756,11 +756,32 @@ def _calls_this_month(state: TelemetryState, now: datetime) -> int:
     )
 
 
+def _deferring_poll(*, vehicle: Vehicle, source: str = Reading.Source.POLL) -> PollResult:
+    """The default poll: the reading store leaves its pointer-and-calls UPDATE to `_write`,
+    which folds it into the outcome UPDATE (one statement and one commit less per poll)."""
+    return readings.telemetry_poll_vehicle(vehicle=vehicle, source=source, defer_state_write=True)
+
+
 def _record(
     cycle: _Cycle, pk: Any, state: TelemetryState, result: PollResult, *, crashed: bool = False
 ) -> _Done:
     """Plan and write the outcome. `state` is the row read before the poll, which the real
-    poll function kept in step (latest reading, this month's calls): no second read."""
+    poll function kept in step (latest reading, this month's calls): no second read. A poll's
+    deferred state write (`result.state_write`) is never lost: written with the outcome, or on
+    its own when the lease is gone or recording fails."""
+    try:
+        done = _plan_and_write(cycle, pk, state, result, crashed=crashed)
+    except BaseException:
+        if result.state_write is not None:
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                readings.telemetry_state_write(vehicle_pk=pk, write=result.state_write)
+        raise
+    return done
+
+
+def _plan_and_write(
+    cycle: _Cycle, pk: Any, state: TelemetryState, result: PollResult, *, crashed: bool
+) -> _Done:
     now = cycle.clock()
     reading = result.reading or state.latest_reading
     plan = schedule.plan_next_poll(
@@ -796,9 +817,19 @@ def _record(
         logger.error("poller: Smartcar rejected our configuration (%s); check credentials", label)
 
     if not _write(
-        cycle, pk, now, result.outcome, label, plan.consecutive_failures, plan.next_poll_at
+        cycle,
+        pk,
+        now,
+        result.outcome,
+        label,
+        plan.consecutive_failures,
+        plan.next_poll_at,
+        result.state_write,
     ):
         logger.warning("poller: lease on vehicle %s lost before its result was written", pk)
+        if result.state_write is not None:
+            # The reading and the calls are the vehicle's, whoever holds the lease now.
+            readings.telemetry_state_write(vehicle_pk=pk, write=result.state_write)
     return _Done(kind="polled", reason=reason, outcome=result.outcome, stored=result.stored)
 
 
@@ -810,11 +841,18 @@ def _write(
     error: str,
     failures: int,
     next_poll_at: datetime | None,
+    state_write: readings.StateWrite | None = None,
 ) -> bool:
-    """Write a vehicle's outcome and release its lease, only if the lease is still ours."""
-    write = _WRITE_OUTCOME if next_poll_at is not None else _WRITE_OUTCOME_UNSCHEDULED
-    values = {"next_poll_at": next_poll_at} if next_poll_at is not None else {}
-    written = write.execute(
+    """Write a vehicle's outcome and release its lease, only if the lease is still ours; with
+    a poll's deferred `state_write` (pointer and calls) in the same UPDATE."""
+    values: dict[str, Any] = {"next_poll_at": next_poll_at} if next_poll_at is not None else {}
+    kind = _NO_STATE_WRITE
+    if state_write is not None:
+        kind = _CALLS if state_write.reading_pk is None else _READING
+        values.update(month=state_write.month, calls=state_write.calls)
+        if kind == _READING:
+            values.update(reading=state_write.reading_pk, recorded=state_write.recorded)
+    written = _WRITE_OUTCOME[kind, next_poll_at is not None].execute(
         vehicle=pk,
         lease_owner=cycle.owner,
         now=now,
@@ -826,14 +864,18 @@ def _write(
     return written == 1
 
 
-def _outcome_update(*, scheduled: bool) -> CompiledUpdate:
+def _outcome_update(*, state_write: str, scheduled: bool) -> CompiledUpdate:
     """Every poll ends with this UPDATE: built and compiled once per thread, like the state's
     SELECT (building it was about a sixth of a poll's CPU). A `Param` is never None, so a
-    missing next poll time is a second statement that writes NULL."""
+    missing next poll time is another statement that writes NULL; likewise a poll's deferred
+    state write (none, calls only, or calls and a reading) picks the statement."""
 
     def field(name: str) -> Any:
         return TelemetryState._meta.get_field(name)
 
+    extra: dict[str, Any] = {}
+    if state_write != _NO_STATE_WRITE:
+        extra = readings.state_write_columns(with_reading=state_write == _READING)
     return CompiledUpdate(
         lambda: TelemetryState.objects.filter(
             vehicle=Param("vehicle", field("vehicle")),
@@ -846,11 +888,16 @@ def _outcome_update(*, scheduled: bool) -> CompiledUpdate:
         next_poll_at=Param("next_poll_at", field("next_poll_at")) if scheduled else None,
         lease_until=None,
         updated_at=Param("now", field("updated_at")),
+        **extra,
     )
 
 
-_WRITE_OUTCOME = _outcome_update(scheduled=True)
-_WRITE_OUTCOME_UNSCHEDULED = _outcome_update(scheduled=False)
+_NO_STATE_WRITE, _CALLS, _READING = "none", "calls", "reading"
+_WRITE_OUTCOME = {
+    (state_write, scheduled): _outcome_update(state_write=state_write, scheduled=scheduled)
+    for state_write in (_NO_STATE_WRITE, _CALLS, _READING)
+    for scheduled in (True, False)
+}
 
 
 def _failure_reason(result: PollResult) -> str:

@@ -17,7 +17,10 @@ billed it, so the budget errs on the safe side). v3 is assumed to bill one call 
 included, since each reached Smartcar.
 
 Statements per poll (the poller's hot path, issue 8): a poll that stores a reading moves the
-latest pointer and adds the calls in ONE UPDATE; other outcomes add the calls in one UPDATE. A
+latest pointer and adds the calls in ONE UPDATE; other outcomes add the calls in one UPDATE. The
+poller asks for neither (`defer_state_write=True`): the poll then hands that write back as a
+`StateWrite`, which the poller folds into its outcome UPDATE (`state_write_columns`), one
+statement and one commit less per poll, or applies alone (`telemetry_state_write`). A
 vehicle that carries its state (the poller reads the state with `select_related("vehicle")`,
 which caches it on the vehicle too) is not read again, and that in-memory state is kept in step
 with what we write (latest pointer, month's calls), so the caller needs no re-read either.
@@ -26,7 +29,7 @@ with what we write (latest pointer, month's calls), so the caller needs no re-re
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -72,6 +75,17 @@ class TelemetryUnavailableError(Exception):
 
 
 @dataclass(frozen=True)
+class StateWrite:
+    """What a poll left for its caller to write on the vehicle's TelemetryState: this month's
+    calls and, when a reading was stored, the latest pointer's candidate (moved only if newer)."""
+
+    month: date
+    calls: int
+    reading_pk: Any = None
+    recorded: datetime | None = None
+
+
+@dataclass(frozen=True)
 class PollResult:
     outcome: str  # a TelemetryState.Outcome value
     reading: Reading | None  # the stored reading, or the latest one when unchanged; else None
@@ -80,6 +94,8 @@ class PollResult:
     retry_after: int | None = None  # seconds, from Retry-After
     error: Exception | None = None  # the SmartcarError / ReconnectRequiredError, if any
     app_rate_limited: bool = False  # RATE_LIMIT:SMARTCAR_API: the whole app must wait
+    # Only with defer_state_write: the pointer and calls the caller must still write.
+    state_write: StateWrite | None = None
 
 
 @dataclass
@@ -87,10 +103,19 @@ class _CallCounter:
     calls: int = 0
     item_errors: list[SmartcarError] = field(default_factory=list)
     counted: bool = False  # the calls were added to the state already (with the stored reading)
+    defer: bool = False  # leave the state write to the caller (`pending`)
+    pending: StateWrite | None = None
 
 
-def telemetry_poll_vehicle(*, vehicle: Vehicle, source: str = Reading.Source.POLL) -> PollResult:
+def telemetry_poll_vehicle(
+    *, vehicle: Vehicle, source: str = Reading.Source.POLL, defer_state_write: bool = False
+) -> PollResult:
     """Read `vehicle` from Smartcar now, store what came back, and count the calls spent.
+
+    With `defer_state_write` the reading is stored but the latest pointer and the call count are
+    not written: they come back as `PollResult.state_write`, which the caller must apply (in its
+    own UPDATE, or with `telemetry_state_write`). The vehicle's cached state is updated in
+    memory as if they were written. If the poll raises, they are written before it propagates.
 
     Outcomes: OK (stored) / UNCHANGED (same vehicle time as the latest reading); ASLEEP (every
     field failed with VEHICLE_STATE ASLEEP/UNREACHABLE, top level or every item); RATE_LIMITED
@@ -102,13 +127,20 @@ def telemetry_poll_vehicle(*, vehicle: Vehicle, source: str = Reading.Source.POL
     account = _usable_account(vehicle)
     if account is None:
         return PollResult(Outcome.REAUTH, None, False, 0, error=ReconnectRequiredError())
-    counter = _CallCounter()
+    counter = _CallCounter(defer=defer_state_write)
     try:
         result = _poll(vehicle=vehicle, account=account, source=source, counter=counter)
-    finally:
+    except BaseException:
         # Calls were spent even if storing failed: count them whatever happens next.
-        if not counter.counted:
-            _count_calls(vehicle=vehicle, calls=counter.calls)
+        _settle(vehicle, counter)
+        raise
+    if defer_state_write:
+        if counter.pending is None and counter.calls > 0:
+            counter.pending = StateWrite(month=_this_month(), calls=counter.calls)
+            _remember_calls(_known_state(vehicle), counter.pending.month, counter.calls)
+        result = replace(result, state_write=counter.pending)
+    else:
+        _settle(vehicle, counter)
     logger.info(
         "telemetry poll vehicle=%s outcome=%s calls=%d error=%s",
         vehicle.pk,
@@ -117,6 +149,32 @@ def telemetry_poll_vehicle(*, vehicle: Vehicle, source: str = Reading.Source.POL
         _error_label(result.error),
     )
     return result
+
+
+def telemetry_state_write(*, vehicle_pk: Any, write: StateWrite) -> None:
+    """Apply a poll's deferred state write on its own: the pointer (if newer) and the calls."""
+    if write.reading_pk is not None and write.recorded is not None:
+        moved = _move_latest_and_count(
+            vehicle_pk=vehicle_pk,
+            reading_pk=write.reading_pk,
+            recorded=write.recorded,
+            month=write.month,
+            calls=write.calls,
+        )
+        if moved == 1:
+            return
+    # No reading, or the state row vanished: count the calls the usual way (it recreates it).
+    _count_calls_for(vehicle_pk, write.month, write.calls, state=None)
+
+
+def state_write_columns(*, with_reading: bool) -> dict[str, Any]:
+    """The SET columns of a deferred `StateWrite`, for a caller's own compiled UPDATE of the
+    TelemetryState row: `Param`s named "month" and "calls", and with a reading "reading" and
+    "recorded" (the pointer moves only if that reading is newer than the live row's)."""
+    columns = _calls_columns()
+    if with_reading:
+        columns["latest_reading"] = _pointer_column()
+    return columns
 
 
 def telemetry_store_reading(
@@ -169,7 +227,14 @@ def telemetry_store_reading(
     except IntegrityError:
         # A webhook and a poll stored the same vehicle time at the same instant: one row wins.
         return Reading.objects.get(vehicle_id=vehicle.pk, recorded_at=recorded), False
-    if counter is None or counter.calls <= 0:
+    if counter is not None and counter.defer and counter.calls > 0:
+        month = _this_month()
+        counter.pending = StateWrite(
+            month=month, calls=counter.calls, reading_pk=reading.pk, recorded=recorded
+        )
+        counter.counted = True
+        _remember_calls(state, month, counter.calls)
+    elif counter is None or counter.calls <= 0:
         # The condition is checked against the row as it is when the UPDATE runs, not as we read
         # it.
         older_latest = Exists(
@@ -218,35 +283,45 @@ def _move_latest_and_count_update() -> CompiledUpdate:
     # docs/performance.md), so it is kept compiled. Column references in SET read the row as it
     # was before the UPDATE, and the pointer's condition is checked against the live row, not
     # the one we read.
-    def field(model: type[Model], name: str) -> Any:
-        return model._meta.get_field(name)
+    return CompiledUpdate(
+        lambda: TelemetryState.objects.filter(
+            vehicle=Param("vehicle", _field(TelemetryState, "vehicle"))
+        ),
+        **state_write_columns(with_reading=True),
+        updated_at=Param("now", _field(TelemetryState, "updated_at")),
+    )
 
-    reading = Param("reading", field(TelemetryState, "latest_reading"))
-    month = Param("month", field(TelemetryState, "calls_month"))
-    calls = Param("calls", field(TelemetryState, "calls_this_month"))
+
+def _field(model: type[Model], name: str) -> Any:
+    return model._meta.get_field(name)
+
+
+def _pointer_column() -> Case:
+    reading = Param("reading", _field(TelemetryState, "latest_reading"))
     older_latest = Exists(
         Reading.objects.filter(
             pk=OuterRef("latest_reading_id"),
-            recorded_at__lt=Param("recorded", field(Reading, "recorded_at")),
+            recorded_at__lt=Param("recorded", _field(Reading, "recorded_at")),
         )
     )
-    return CompiledUpdate(
-        lambda: TelemetryState.objects.filter(
-            vehicle=Param("vehicle", field(TelemetryState, "vehicle"))
-        ),
-        latest_reading=Case(
-            When(latest_reading__isnull=True, then=reading),
-            When(older_latest, then=reading),
-            default=F("latest_reading"),
-            output_field=field(TelemetryState, "latest_reading"),
-        ),
-        calls_this_month=Case(
+    return Case(
+        When(latest_reading__isnull=True, then=reading),
+        When(older_latest, then=reading),
+        default=F("latest_reading"),
+        output_field=_field(TelemetryState, "latest_reading"),
+    )
+
+
+def _calls_columns() -> dict[str, Any]:
+    month = Param("month", _field(TelemetryState, "calls_month"))
+    calls = Param("calls", _field(TelemetryState, "calls_this_month"))
+    return {
+        "calls_this_month": Case(
             When(calls_month=month, then=F("calls_this_month") + calls),
             default=calls,
         ),
-        calls_month=month,
-        updated_at=Param("now", field(TelemetryState, "updated_at")),
-    )
+        "calls_month": month,
+    }
 
 
 _MOVE_LATEST_AND_COUNT = _move_latest_and_count_update()
@@ -425,25 +500,41 @@ def _this_month() -> date:
     return month_start(timezone.now()).date()
 
 
+def _settle(vehicle: Vehicle, counter: _CallCounter) -> None:
+    """Write what the poll spent and has not written yet: a deferred write, or the calls."""
+    if counter.pending is not None:
+        telemetry_state_write(vehicle_pk=vehicle.pk, write=counter.pending)
+        counter.pending = None
+    elif not counter.counted:
+        _count_calls(vehicle=vehicle, calls=counter.calls)
+
+
 def _count_calls(*, vehicle: Vehicle, calls: int) -> None:
     """Add `calls` to this month's count in one UPDATE (F(), so concurrent adds never collide);
     a row still on an earlier month starts again from `calls`."""
     if calls <= 0:
         return
-    month = _this_month()
-    counted = _add_calls(vehicle, month, calls)
+    _count_calls_for(vehicle.pk, _this_month(), calls, state=_known_state(vehicle))
+
+
+def _count_calls_for(
+    vehicle_pk: Any, month: date, calls: int, *, state: TelemetryState | None
+) -> None:
+    if calls <= 0:
+        return
+    counted = _add_calls(vehicle_pk, month, calls)
     if counted == 0:
         _, created = TelemetryState.objects.get_or_create(
-            vehicle=vehicle, defaults={"calls_month": month, "calls_this_month": calls}
+            vehicle_id=vehicle_pk, defaults={"calls_month": month, "calls_this_month": calls}
         )
         if not created:
-            _add_calls(vehicle, month, calls)
+            _add_calls(vehicle_pk, month, calls)
         return
-    _remember_calls(_known_state(vehicle), month, calls)
+    _remember_calls(state, month, calls)
 
 
-def _add_calls(vehicle: Vehicle, month: date, calls: int) -> int:
-    return TelemetryState.objects.filter(vehicle_id=vehicle.pk).update(
+def _add_calls(vehicle_pk: Any, month: date, calls: int) -> int:
+    return TelemetryState.objects.filter(vehicle_id=vehicle_pk).update(
         **_calls_update(month, calls)
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.db.backends.signals import connection_created
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core.errors import ReconnectRequiredError
@@ -99,7 +100,9 @@ class FakePoll:
         self.polled: list = []
         self.lock = threading.Lock()
 
-    def __call__(self, *, vehicle, source="poll") -> PollResult:
+    def __call__(self, *, vehicle, source="poll", defer_state_write=False) -> PollResult:
+        # As readings.telemetry_poll_vehicle's signature (the poller's default asks to defer):
+        # a fake writes no state, so it has none to hand back.
         assert source == "poll"
         with self.lock:
             self.polled.append(vehicle.pk)
@@ -865,6 +868,78 @@ def test_e2e_a_good_batch_is_stored_and_scheduled_by_charging_state(
     assert row.next_poll_at == clock.now + timedelta(seconds=settings.POLL_INTERVAL_CHARGING)
     assert row.calls_this_month == 4
     assert len(smartcar_api.calls) == 1
+
+
+def test_e2e_the_outcome_pointer_and_calls_are_one_update(linked_vehicle, smartcar_api):
+    smartcar_api.post(BATCH_URL, json=json.loads((FIXTURES / "v2_batch_ok.json").read_text()))
+
+    with CaptureQueriesContext(connection) as queries:
+        real_cycle()
+
+    state_updates = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('UPDATE "telemetry_telemetrystate"') and "last_outcome" in q["sql"]
+    ]
+    assert len(state_updates) == 1
+    assert "latest_reading_id" in state_updates[0]
+    assert "calls_this_month" in state_updates[0]
+    row = state(linked_vehicle)
+    assert (row.last_outcome, row.calls_this_month) == ("ok", 4)
+    assert row.latest_reading == Reading.objects.get()
+
+
+def test_e2e_a_failed_poll_counts_its_calls_with_the_outcome(linked_vehicle, smartcar_api):
+    smartcar_api.post(
+        BATCH_URL,
+        status=500,
+        json={"type": "SERVER", "code": "INTERNAL", "statusCode": 500, "description": "x"},
+    )
+
+    summary = real_cycle()
+
+    row = state(linked_vehicle)
+    assert summary.failed == {"failed": 1}
+    assert (row.last_outcome, row.calls_this_month, row.latest_reading) == ("failed", 4, None)
+
+
+def test_e2e_a_lease_lost_during_the_poll_still_keeps_pointer_and_calls(
+    linked_vehicle, smartcar_api, caplog
+):
+    def taken_over_while_in_flight(request):
+        TelemetryState.objects.filter(vehicle=linked_vehicle).update(
+            lease_owner="host:2:other", lease_until=timezone.now() + timedelta(seconds=300)
+        )
+        return 200, {}, (FIXTURES / "v2_batch_ok.json").read_text()
+
+    smartcar_api.add_callback("POST", BATCH_URL, callback=taken_over_while_in_flight)
+
+    with caplog.at_level(logging.WARNING, logger="telemetry.services.polling"):
+        real_cycle()
+
+    row = state(linked_vehicle)
+    assert "lease on vehicle" in caplog.text
+    assert (row.lease_owner, row.last_outcome) == ("host:2:other", "")  # not our outcome
+    assert row.latest_reading == Reading.objects.get()  # but the reading and the calls
+    assert row.calls_this_month == 4
+
+
+def test_e2e_a_crash_while_recording_still_keeps_pointer_and_calls(
+    linked_vehicle, smartcar_api, monkeypatch
+):
+    smartcar_api.post(BATCH_URL, json=json.loads((FIXTURES / "v2_batch_ok.json").read_text()))
+
+    def broken_plan(**kwargs):
+        raise RuntimeError("a bug in the schedule")
+
+    monkeypatch.setattr(polling.schedule, "plan_next_poll", broken_plan)
+
+    summary = real_cycle()
+
+    row = state(linked_vehicle)
+    assert summary.failed == {"internal": 1}
+    assert row.latest_reading == Reading.objects.get()
+    assert row.calls_this_month == 4
 
 
 def test_e2e_vehicle_rate_limit_honours_retry_after(linked_vehicle, smartcar_api):

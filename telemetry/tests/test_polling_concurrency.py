@@ -56,7 +56,7 @@ def postgres_only():
 # --- the child side -----------------------------------------------------------------------------
 
 
-def recording_poll(*, vehicle, source="poll") -> PollResult:
+def recording_poll(*, vehicle, source="poll", defer_state_write=False) -> PollResult:
     """Stands in for telemetry_poll_vehicle in the children: records who polled what."""
     line = f"{vehicle.pk} {os.getpid()}\n".encode()
     fd = os.open(os.environ["POLLER_TEST_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)

@@ -23,6 +23,7 @@ from telemetry.services.readings import (
     PollResult,
     TelemetryUnavailableError,
     telemetry_poll_vehicle,
+    telemetry_state_write,
     telemetry_store_reading,
 )
 from vehicles.models import SmartcarAccount, Vehicle
@@ -774,4 +775,106 @@ def test_a_poll_whose_state_row_vanished_still_counts_its_calls(v2, vehicle, sma
     result = telemetry_poll_vehicle(vehicle=loaded)
 
     assert result.outcome == "ok"
+    assert state_of(vehicle).calls_this_month == 4
+
+
+# --- a deferred state write (the poller writes pointer and calls with its outcome) --------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deferred_poll_writes_only_the_reading_and_hands_back_pointer_and_calls(
+    v2, vehicle, smartcar_api, django_assert_num_queries
+):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle, calls_month=this_month(), calls_this_month=10)
+    loaded = carried(vehicle)
+
+    with django_assert_num_queries(1):  # the INSERT only
+        result = telemetry_poll_vehicle(vehicle=loaded, defer_state_write=True)
+
+    write = result.state_write
+    assert (write.month, write.calls) == (this_month(), 4)
+    assert (write.reading_pk, write.recorded) == (result.reading.pk, result.reading.recorded_at)
+    untouched = state_of(vehicle)
+    assert (untouched.latest_reading_id, untouched.calls_this_month) == (None, 10)
+    # In memory as if written: the poller plans from it.
+    memory = loaded.telemetry_state
+    assert (memory.latest_reading, memory.calls_this_month) == (result.reading, 14)
+
+    telemetry_state_write(vehicle_pk=vehicle.pk, write=write)
+
+    state = state_of(vehicle)
+    assert (state.latest_reading_id, state.calls_this_month) == (result.reading.pk, 14)
+
+
+def test_a_deferred_failed_poll_hands_back_its_calls(v2, vehicle, smartcar_api):
+    smartcar_api.post(BATCH_URL, status=500, json=error_body(500, "SERVER", "INTERNAL"))
+    TelemetryState.objects.create(vehicle=vehicle)
+
+    result = telemetry_poll_vehicle(vehicle=carried(vehicle), defer_state_write=True)
+
+    assert result.outcome == "failed"
+    assert (result.state_write.calls, result.state_write.reading_pk) == (4, None)
+    assert state_of(vehicle).calls_this_month == 0
+    telemetry_state_write(vehicle_pk=vehicle.pk, write=result.state_write)
+    assert state_of(vehicle).calls_this_month == 4
+
+
+def test_a_deferred_poll_without_calls_has_nothing_to_write(v3, vehicle, smartcar_api):
+    SmartcarAccount.objects.filter(pk=vehicle.account_id).update(status="revoked")
+    vehicle.refresh_from_db()
+
+    result = telemetry_poll_vehicle(vehicle=vehicle, defer_state_write=True)
+
+    assert (result.outcome, result.state_write) == ("reauth", None)
+
+
+def test_a_deferred_poll_that_crashes_after_storing_still_writes_pointer_and_calls(
+    v2, vehicle, smartcar_api, monkeypatch
+):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle)
+    real_store = telemetry_store_reading
+
+    def store_then_crash(**kwargs):
+        real_store(**kwargs)
+        raise RuntimeError("crashed after the INSERT")
+
+    monkeypatch.setattr("telemetry.services.readings.telemetry_store_reading", store_then_crash)
+
+    with pytest.raises(RuntimeError):
+        telemetry_poll_vehicle(vehicle=carried(vehicle), defer_state_write=True)
+
+    state = state_of(vehicle)
+    assert state.latest_reading_id == Reading.objects.get().pk
+    assert state.calls_this_month == 4
+
+
+def test_a_deferred_write_never_moves_the_pointer_back(v2, vehicle, smartcar_api):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle)
+    result = telemetry_poll_vehicle(vehicle=carried(vehicle), defer_state_write=True)
+    # A webhook stored a newer reading between the poll and its deferred write.
+    future = timezone.now() + timedelta(days=365)
+    newer = Reading.objects.create(
+        vehicle=vehicle, recorded_at=future, received_at=future, source=Reading.Source.WEBHOOK
+    )
+    TelemetryState.objects.filter(vehicle=vehicle).update(latest_reading=newer)
+
+    telemetry_state_write(vehicle_pk=vehicle.pk, write=result.state_write)
+
+    state = state_of(vehicle)
+    assert (state.latest_reading_id, state.calls_this_month) == (newer.pk, 4)
+
+
+def test_a_deferred_write_for_a_vanished_state_row_recreates_it_with_the_calls(
+    v2, vehicle, smartcar_api
+):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle)
+    result = telemetry_poll_vehicle(vehicle=carried(vehicle), defer_state_write=True)
+    TelemetryState.objects.filter(vehicle=vehicle).delete()
+
+    telemetry_state_write(vehicle_pk=vehicle.pk, write=result.state_write)
+
     assert state_of(vehicle).calls_this_month == 4
