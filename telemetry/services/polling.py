@@ -27,8 +27,9 @@ How a cycle stays fast (issue 8, `bench/poll_throughput.py`):
 - `AppThrottle` is read before each claim and at most once a second by the workers, not per
   vehicle; a pause we hit ourselves stops the other workers at once (`_Cycle.paused`).
 - The state row read at the start of a poll serves the whole poll: the Smartcar read updates it
-  in memory as it writes (`telemetry.services.readings`), and the outcome is written in one
-  UPDATE.
+  in memory (`telemetry.services.readings`), and the outcome, the latest-reading pointer and the
+  month's calls are written in one UPDATE (the read defers its own state write to it). A poll is
+  three statements on PostgreSQL: the state SELECT, the reading INSERT, that UPDATE.
 
 Must never: raise out of a cycle for one vehicle's trouble (a crash in `poll_fn` is recorded as
 failed); start a poll while `AppThrottle.paused_until` is in the future (another poller's pause
