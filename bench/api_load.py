@@ -6,7 +6,8 @@ also carry D days of 1-minute readings (history). Endpoints: `GET /api/v1/vehicl
 `…/telemetry/latest`, `…/telemetry?bucket=1h` over the last 7 days of a history vehicle, and
 `POST /api/v1/smartcar/webhook` (signed VEHICLE_STATE events, each new; processed as
 `SMARTCAR_WEBHOOK_PROCESSING` says, by default in the background, so the script also waits
-for and reports when every event has been processed), plus the ceiling
+for and reports when every event has been processed; with `worker` it starts `--followers`
+`process_webhooks --follow` processes under `nice -n 10`, as the README advises), plus the ceiling
 (`/bench/ceiling`, bench/urls.py: a bare Django view that decodes the JWT and reads one row).
 Prints req/s, p50, p99, errors and each endpoint's ratio to the ceiling; writes
 bench/results/api_load-<db>.json. The client runs on the same machine and competes for CPU.
@@ -144,14 +145,32 @@ def seed(users: int, history_vehicles: int, history_days: int) -> dict[str, Any]
     }
 
 
-def start_gunicorn(workers: int, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _common.free_port()
-    env = {
+def server_env(database_url: str) -> dict[str, str]:
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
     }
+
+
+def start_followers(count: int, database_url: str) -> list[subprocess.Popen[bytes]]:
+    """`process_webhooks --follow` processes at a lower CPU priority (the worker mode)."""
+    command = ["nice", "-n", "10", sys.executable, "manage.py", "process_webhooks", "--follow"]
+    return [
+        subprocess.Popen(  # noqa: S603 - our own command and venv
+            command,
+            cwd=_common.REPO_ROOT,
+            env=server_env(database_url),
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+
+
+def start_gunicorn(workers: int, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _common.free_port()
+    env = server_env(database_url)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen(  # noqa: S603 - our own scripts and venv
         [
@@ -192,8 +211,8 @@ def load(
 
 def webhooks_processed(timeout: float = 120.0) -> dict[str, Any]:
     """After a webhook load: how long until no stored event waits for processing any more
-    (the server's background threads; 0 when processed in the request) and how many were left
-    at `timeout`. The ack's latency alone would hide a backlog."""
+    (the server's background threads, or the followers; 0 when processed in the request) and
+    how many were left at `timeout`. The ack's latency alone would hide a backlog."""
     from telemetry.models import WebhookEvent
 
     started = time.monotonic()
@@ -315,10 +334,16 @@ def main() -> None:
         default=1,
         help="run every row this many times, interleaved, and print each row's median (1)",
     )
+    parser.add_argument(
+        "--followers",
+        type=int,
+        default=1,
+        help="process_webhooks --follow processes when SMARTCAR_WEBHOOK_PROCESSING=worker (1)",
+    )
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL; default SQLite")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.followers < 1:
+        parser.error("--rounds and --followers must be at least 1")
 
     vendor = _common.setup_django(args.database_url, settings_module=SETTINGS)
     _common.create_database("api")
@@ -331,6 +356,11 @@ def main() -> None:
 
         connection.close()
         server, base = start_gunicorn(args.gunicorn_workers, _common.database_url())
+        from django.conf import settings
+
+        followers = []
+        if settings.SMARTCAR_WEBHOOK_PROCESSING == "worker":
+            followers = start_followers(args.followers, _common.database_url())
         try:
             calls = endpoints(base, seeded, args.users, args.history_vehicles)
             if args.endpoints:
@@ -358,6 +388,8 @@ def main() -> None:
                         runs.append({"endpoint": name, "round": round_number, **result})
         finally:
             _common.stop_process(server)
+            for follower in followers:
+                _common.stop_process(follower)
     finally:
         _common.destroy_database()
 

@@ -103,6 +103,8 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         "smartcar_vehicle_id",
         "received_at",
         "processed_at",
+        "lease_owner",
+        "lease_until",
         "payload_pretty",
     )
     readonly_fields = fields

@@ -41,6 +41,10 @@ class WebhookEvent(models.Model):
     # A mapped code ("vehicle_state:invalid_signals"), never upstream text or a payload value.
     error = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # `process_webhooks --follow` (SMARTCAR_WEBHOOK_PROCESSING=worker): a follower's claim on a
+    # `received` event, live while lease_until is in the future, as the poller's on a vehicle.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=100, blank=True)
 
     class Meta:
         indexes = [

@@ -136,6 +136,7 @@ def test_database_connection_settings(tmp_path, database_url, prepared, expect_p
             },
             "inline 50 2.5",
         ),
+        ({"SMARTCAR_WEBHOOK_PROCESSING": "worker"}, "worker 1000 5.0"),
     ],
 )
 def test_webhook_processing_settings(tmp_path, override, expected):

@@ -69,10 +69,13 @@ SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS = env.str("SMARTCAR_MANAGEMENT_TOKEN_PREVIOUS
 
 # When a stored webhook event is processed (telemetry/services/webhook_dispatch.py):
 # "background" answers Smartcar once the event is committed and processes it in a thread of the
-# same process; "inline" processes it before answering.
+# same process; "inline" processes it before answering; "worker" only stores it, for
+# `manage.py process_webhooks --follow` to process in a process of its own.
 SMARTCAR_WEBHOOK_PROCESSING = env.str("SMARTCAR_WEBHOOK_PROCESSING", default="background").lower()
-if SMARTCAR_WEBHOOK_PROCESSING not in ("background", "inline"):
-    raise ImproperlyConfigured("SMARTCAR_WEBHOOK_PROCESSING must be 'background' or 'inline'.")
+if SMARTCAR_WEBHOOK_PROCESSING not in ("background", "inline", "worker"):
+    raise ImproperlyConfigured(
+        "SMARTCAR_WEBHOOK_PROCESSING must be 'background', 'inline' or 'worker'."
+    )
 # Events waiting for the background thread, per process; more are left to the retry sweep.
 SMARTCAR_WEBHOOK_QUEUE_SIZE = env.int("SMARTCAR_WEBHOOK_QUEUE_SIZE", default=1000)
 if SMARTCAR_WEBHOOK_QUEUE_SIZE < 1:

@@ -14,6 +14,9 @@ the event first (`webhook_receive`), then hands it here. `SMARTCAR_WEBHOOK_PROCE
 - `"inline"`: processed in the request, before the answer (Smartcar then waits for it). The test
   settings use it, so that a test running inside one transaction sees the outcome; the
   background path has tests of its own.
+- `"worker"`: nothing here; the event stays `received` for `manage.py process_webhooks --follow`
+  (`telemetry.services.webhook_worker`), which processes it in a process of its own, so the
+  answers never share a CPU or the GIL with the processing.
 
 Owns: the hand-off and the thread. Must never: hand over an event before its row is committed
 (the thread works on its own connection, where an uncommitted row does not exist yet), let an
@@ -39,6 +42,7 @@ from telemetry.services.webhooks import webhook_event_process
 logger = logging.getLogger(__name__)
 
 INLINE = "inline"
+WORKER = "worker"
 # An idle thread gives its database connection back after this long, rather than hold one per
 # process between bursts of deliveries.
 IDLE_CLOSE_SECONDS = 10.0
@@ -49,6 +53,8 @@ def webhook_event_dispatch(*, event: WebhookEvent) -> None:
     if settings.SMARTCAR_WEBHOOK_PROCESSING == INLINE:
         webhook_event_process(event=event)
         return
+    if settings.SMARTCAR_WEBHOOK_PROCESSING == WORKER:
+        return  # a follower claims it from the table
     # After the commit: the thread updates the row on its own connection. In autocommit (the
     # endpoint's case) the store has committed already and this runs at once.
     transaction.on_commit(partial(background_processor().submit, event))

@@ -31,8 +31,8 @@ Legacy deliveries carry no `eventId` except `eventBased` ones; for them the key 
 "sha256:<hex of the raw body>", which stays the same for a byte-identical retry.
 
 Processing (`webhook_event_process`, run once the store commits, by default in a background
-thread after the answer (`telemetry.services.webhook_dispatch`), and by `manage.py
-process_webhooks`) never raises. It is idempotent, so no transaction spans it: a
+thread after the answer (`telemetry.services.webhook_dispatch`), by followers in the worker mode
+(`telemetry.services.webhook_worker`), and by `manage.py process_webhooks`) never raises. It is idempotent, so no transaction spans it: a
 retried reading is deduplicated by the reading store (same vehicle time), and the vehicle error
 updates are compare-and-set. Outcomes: `processed`; `unmatched` (no live vehicle of ours has that
 Smartcar id; 2xx all the same, a 4xx would only make Smartcar retry); `ignored` (an event type we
@@ -387,6 +387,7 @@ def _record(
         "error": error[:200],
         "processed_at": processed_at,
         "attempts": F("attempts") + 1,
+        "lease_until": None,  # a follower's claim ends with the outcome
     }
     if vehicle is not None:
         fields["vehicle"] = vehicle
@@ -580,10 +581,13 @@ def _legacy_charging(event: WebhookEvent, payload: Mapping[str, Any]) -> _Outcom
 
 def webhook_events_retry(*, stale_after: timedelta, limit: int) -> dict[str, int]:
     """Process failed events again, and `received` ones older than `stale_after` (the process
-    died between storing and processing). Returns a count per resulting status."""
-    cutoff = timezone.now() - stale_after
+    died between storing and processing), except those a follower holds a live claim on
+    (`process_webhooks --follow`). Returns a count per resulting status."""
+    now = timezone.now()
+    cutoff = now - stale_after
     pending = WebhookEvent.objects.filter(
-        Q(status=Status.FAILED) | Q(status=Status.RECEIVED, received_at__lt=cutoff)
+        Q(status=Status.FAILED) | Q(status=Status.RECEIVED, received_at__lt=cutoff),
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
     )
     counts: dict[str, int] = {}
     for event in pending.order_by("received_at", "pk")[:limit]:

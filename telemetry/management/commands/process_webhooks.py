@@ -6,16 +6,28 @@ Thin over `telemetry.services.webhooks`. `--retry-failed` takes failed events an
 `--prune-days N` deletes events received more than N days ago and refuses N < 7 (Smartcar asks
 receivers to remember event ids for 7 days). Run it from cron, e.g. every 5 minutes with
 `--retry-failed` and daily with `--prune-days 30`.
+
+`--follow` runs until SIGTERM or SIGINT, processing events as they are stored: the processor
+for `SMARTCAR_WEBHOOK_PROCESSING=worker` (`telemetry.services.webhook_worker`). Run one or more,
+e.g. under `nice -n 10` on the web servers' machines, so that answers come first.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from telemetry.models import WebhookEvent
+from telemetry.services.webhook_worker import (
+    DEFAULT_BATCH,
+    DEFAULT_INTERVAL_SECONDS,
+    follower_name,
+    webhook_events_follow,
+)
 from telemetry.services.webhooks import (
     MIN_RETENTION_DAYS,
     webhook_event_process,
@@ -39,10 +51,29 @@ class Command(BaseCommand):
             dest="stale_seconds",
             help="Retry `received` events older than this (default 300).",
         )
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="Process events as they are stored, until SIGTERM/SIGINT (the worker mode).",
+        )
+        parser.add_argument(
+            "--batch", type=int, default=DEFAULT_BATCH, help="Events claimed at once (--follow)."
+        )
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=DEFAULT_INTERVAL_SECONDS,
+            help="Seconds between looks when nothing waits (--follow).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["follow"]:
+            self._follow(options)
+            return
         if not (options["retry_failed"] or options["event"] or options["prune_days"] is not None):
-            raise CommandError("Give --retry-failed, --event ID and/or --prune-days DAYS.")
+            raise CommandError(
+                "Give --retry-failed, --event ID and/or --prune-days DAYS, or --follow."
+            )
         if options["prune_days"] is not None and options["prune_days"] < MIN_RETENTION_DAYS:
             raise CommandError(f"--prune-days must be at least {MIN_RETENTION_DAYS}.")
         if options["limit"] < 1 or options["stale_seconds"] < 0:
@@ -63,6 +94,29 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Deleted {deleted} webhook events older than {options['prune_days']} days."
             )
+
+    def _follow(self, options: dict[str, Any]) -> None:
+        if options["retry_failed"] or options["event"] or options["prune_days"] is not None:
+            raise CommandError("--follow runs alone; run the other options from cron.")
+        if options["batch"] < 1 or not options["interval"] > 0:
+            raise CommandError("--batch must be at least 1 and --interval more than 0.")
+        stop = threading.Event()
+        previous = {
+            signum: signal.signal(signum, lambda *_: stop.set())
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+        owner = follower_name()
+        self.stdout.write(f"Following webhook events as {owner}; SIGTERM or SIGINT stops.")
+        self.stdout.flush()
+        try:
+            totals = webhook_events_follow(
+                owner=owner, stop=stop, batch=options["batch"], interval=options["interval"]
+            )
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        summary = ", ".join(f"{status} {n}" for status, n in sorted(totals.items()))
+        self.stdout.write(f"Stopped after {sum(totals.values())} events: {summary or 'none'}.")
 
 
 def _find(identifier: str) -> WebhookEvent:

@@ -1,0 +1,151 @@
+"""Processing stored webhook events in processes of their own: `process_webhooks --follow`.
+
+With `SMARTCAR_WEBHOOK_PROCESSING=worker` the endpoint only stores an event (`received`) and
+answers; followers claim stored events, oldest first, and process them with
+`webhook_event_process`. The answers then never wait for a CPU or the GIL that processing holds
+(measured in docs/performance.md), and processing scales by running more followers.
+
+A claim is a lease on the row (`lease_owner`, `lease_until`), as the poller's on a vehicle: on
+PostgreSQL a batch is claimed with SKIP LOCKED in one short transaction; on SQLite (no row locks)
+with a compare-and-set UPDATE per row. Recording the outcome ends the lease. A follower that dies
+leaves its claims to the others once LEASE_SECONDS have passed; `process_webhooks --retry-failed`
+skips events under a live claim. Processing is idempotent, so an event processed twice (a lease
+that ran out under a very slow database) stores nothing twice.
+
+Owns: claiming, releasing and the follow loop. Must never: claim an event another follower holds
+a live lease on, hold a transaction while processing, stop following for one event's failure or
+a database outage (it waits and claims again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from telemetry.models import WebhookEvent
+from telemetry.services.webhooks import webhook_event_process
+
+logger = logging.getLogger(__name__)
+
+# A batch takes well under a second to process (a few ms an event); the lease only has to
+# outlast one batch, and is what a crashed follower's events wait for.
+LEASE_SECONDS = 60.0
+DEFAULT_BATCH = 50
+DEFAULT_INTERVAL_SECONDS = 0.5
+
+
+def follower_name() -> str:
+    """A lease owner unique to this follower: host, process and a random part."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def webhook_events_claim(
+    *,
+    owner: str,
+    limit: int,
+    now: datetime | None = None,
+    lease_seconds: float = LEASE_SECONDS,
+) -> list[WebhookEvent]:
+    """Lease up to `limit` `received` events no live claim holds, oldest first; return them."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    now = now or timezone.now()
+    lease = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_seconds)}
+    claimable = WebhookEvent.objects.filter(_free(now), status=WebhookEvent.Status.RECEIVED)
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            pks = list(
+                claimable.order_by("pk")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:limit]
+            )
+            if pks:
+                WebhookEvent.objects.filter(pk__in=pks).update(**lease)
+    else:
+        pks = [
+            pk
+            for pk in claimable.order_by("pk").values_list("pk", flat=True)[:limit]
+            # Still claimable when the UPDATE runs: 1 row = ours, 0 = another follower's.
+            if claimable.filter(pk=pk).update(**lease) == 1
+        ]
+    if not pks:
+        return []
+    return list(WebhookEvent.objects.filter(pk__in=pks, lease_owner=owner).order_by("pk"))
+
+
+def webhook_events_release(*, owner: str, pks: Sequence[Any]) -> int:
+    """End our claim on events we will not process after all (a follower stopping)."""
+    if not pks:
+        return 0
+    return WebhookEvent.objects.filter(
+        pk__in=list(pks), lease_owner=owner, status=WebhookEvent.Status.RECEIVED
+    ).update(lease_until=None)
+
+
+def webhook_events_follow(
+    *,
+    owner: str,
+    stop: threading.Event,
+    batch: int = DEFAULT_BATCH,
+    interval: float = DEFAULT_INTERVAL_SECONDS,
+    on_batch: Callable[[Counter[str]], None] | None = None,
+) -> Counter[str]:
+    """Claim and process events until `stop` is set; sleep `interval` when none is waiting.
+
+    Returns the count per resulting status. An event in hand when `stop` is set is finished;
+    the rest of its batch is released at once for other followers."""
+    totals: Counter[str] = Counter()
+    while not stop.is_set():
+        _replace_stale_connections()
+        try:
+            events = webhook_events_claim(owner=owner, limit=batch)
+        except DatabaseError:
+            logger.exception("webhook follower: claiming failed; trying again in %s s", interval)
+            stop.wait(interval)
+            continue
+        if not events:
+            stop.wait(interval)
+            continue
+        done: Counter[str] = Counter()
+        for index, event in enumerate(events):
+            if stop.is_set():
+                _release_quietly(owner, [e.pk for e in events[index:]])
+                break
+            done[webhook_event_process(event=event)] += 1  # never raises
+        totals.update(done)
+        logger.info("webhook follower: processed %s", dict(done))
+        if on_batch is not None:
+            on_batch(done)
+    return totals
+
+
+def _replace_stale_connections() -> None:
+    """As Django does between requests: close a connection that is broken or past
+    CONN_MAX_AGE, so that the next query opens a fresh one. Not one inside a caller's
+    transaction (a test's): that connection is the caller's."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
+
+
+def _free(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def _release_quietly(owner: str, pks: list[Any]) -> None:
+    try:
+        webhook_events_release(owner=owner, pks=pks)
+    except DatabaseError:
+        # Their lease runs out on its own; another follower takes them then.
+        logger.exception("webhook follower: could not release %d events", len(pks))

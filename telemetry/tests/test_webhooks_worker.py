@@ -1,0 +1,274 @@
+"""Webhook events processed by followers (`SMARTCAR_WEBHOOK_PROCESSING=worker`,
+`process_webhooks --follow`): the endpoint only stores; followers claim, process, release."""
+
+import logging
+import os
+import signal
+import threading
+from collections import Counter
+from datetime import timedelta
+from http import HTTPStatus
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError
+from django.utils import timezone
+
+from telemetry.models import Reading, WebhookEvent
+from telemetry.services import webhook_worker
+from telemetry.services.webhook_worker import (
+    webhook_events_claim,
+    webhook_events_follow,
+    webhook_events_release,
+)
+from telemetry.services.webhooks import webhook_events_retry
+from telemetry.tests.conftest import WAIT_SECONDS as WAIT
+from telemetry.tests.test_polling import (  # noqa: F401  (a fixture)
+    threads_share_the_database,
+)
+from telemetry.tests.webhook_support import T0_MS, link, send, state_event
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def worker_mode(settings):
+    settings.SMARTCAR_WEBHOOK_PROCESSING = "worker"
+
+
+def store(client, count: int, *, start: int = 0) -> list[WebhookEvent]:
+    """`count` accepted VEHICLE_STATE events for vid-1, one minute apart, left `received`."""
+    for n in range(start, start + count):
+        response = send(client, state_event(soc=50 + n, oem_ms=T0_MS + n * 60_000))
+        assert response.json() == {"status": "accepted"}
+    return list(WebhookEvent.objects.order_by("pk"))
+
+
+def test_in_worker_mode_the_endpoint_stores_and_answers_without_processing(
+    client, user, worker_mode
+):
+    link(user)
+
+    response = send(client, state_event())
+
+    assert (response.status_code, response.json()) == (HTTPStatus.OK, {"status": "accepted"})
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.lease_until, event.attempts) == ("received", None, 0)
+    assert not Reading.objects.exists()
+
+
+def test_a_claim_takes_the_oldest_received_events_and_leases_them(client, user, worker_mode):
+    link(user)
+    events = store(client, 5)
+    now = timezone.now()
+
+    claimed = webhook_events_claim(owner="f1", limit=3, now=now, lease_seconds=60)
+
+    assert [e.pk for e in claimed] == [e.pk for e in events[:3]]
+    assert all(e.payload["eventId"] for e in claimed)  # whole rows, ready to process
+    leased = WebhookEvent.objects.filter(lease_owner="f1")
+    assert set(leased.values_list("lease_until", flat=True)) == {now + timedelta(seconds=60)}
+    # Another follower gets the rest, never ours.
+    other = webhook_events_claim(owner="f2", limit=10, now=now)
+    assert [e.pk for e in other] == [e.pk for e in events[3:]]
+    assert webhook_events_claim(owner="f3", limit=10, now=now) == []
+
+
+def test_an_expired_claim_is_taken_over_and_a_processed_event_is_never_claimed(
+    client, user, worker_mode
+):
+    link(user)
+    first, second = store(client, 2)
+    now = timezone.now()
+    webhook_events_claim(owner="dead", limit=2, now=now - timedelta(seconds=120), lease_seconds=60)
+    WebhookEvent.objects.filter(pk=second.pk).update(status="processed")
+
+    claimed = webhook_events_claim(owner="f1", limit=10, now=now)
+
+    assert [e.pk for e in claimed] == [first.pk]
+
+
+def test_a_claim_refuses_an_empty_batch():
+    with pytest.raises(ValueError, match="limit"):
+        webhook_events_claim(owner="f1", limit=0)
+
+
+def test_release_frees_only_our_unprocessed_claims(client, user, worker_mode):
+    link(user)
+    a, b, c = store(client, 3)
+    webhook_events_claim(owner="f1", limit=2)
+    webhook_events_claim(owner="f2", limit=1)
+    WebhookEvent.objects.filter(pk=b.pk).update(status="processed")
+
+    assert webhook_events_release(owner="f1", pks=[a.pk, b.pk, c.pk]) == 1
+
+    assert WebhookEvent.objects.get(pk=a.pk).lease_until is None
+    assert WebhookEvent.objects.get(pk=c.pk).lease_owner == "f2"
+    assert WebhookEvent.objects.get(pk=c.pk).lease_until is not None
+
+
+def stop_when(total: int, stop: threading.Event, seen: Counter):
+    def on_batch(done: Counter) -> None:
+        seen.update(done)
+        if sum(seen.values()) >= total:
+            stop.set()
+
+    return on_batch
+
+
+def test_a_follower_processes_every_stored_event_and_ends_its_claims(client, user, worker_mode):
+    link(user)
+    store(client, 7)
+    stop, seen = threading.Event(), Counter()
+
+    totals = webhook_events_follow(
+        owner="f1", stop=stop, batch=3, interval=0.01, on_batch=stop_when(7, stop, seen)
+    )
+
+    assert totals == {"processed": 7}
+    rows = WebhookEvent.objects.all()
+    assert {(e.status, e.attempts, e.lease_until) for e in rows} == {("processed", 1, None)}
+    assert Reading.objects.count() == 7
+
+
+def test_a_stopping_follower_finishes_its_event_and_releases_the_rest(
+    client, user, worker_mode, monkeypatch
+):
+    link(user)
+    store(client, 4)
+    stop = threading.Event()
+    real = webhook_worker.webhook_event_process
+
+    def process_then_stop(*, event):
+        stop.set()  # SIGTERM arrives while the first event is being processed
+        return real(event=event)
+
+    monkeypatch.setattr(webhook_worker, "webhook_event_process", process_then_stop)
+
+    totals = webhook_events_follow(owner="f1", stop=stop, batch=10, interval=0.01)
+
+    assert totals == {"processed": 1}
+    rest = WebhookEvent.objects.filter(status="received")
+    assert rest.count() == 3
+    assert not rest.filter(lease_until__isnull=False).exists()  # free for the next follower
+
+
+def test_a_follower_survives_a_database_outage(client, user, worker_mode, monkeypatch, caplog):
+    link(user)
+    store(client, 2)
+    stop, seen = threading.Event(), Counter()
+    real = webhook_worker.webhook_events_claim
+    failures = iter([True, False])
+
+    def flaky(**kwargs):
+        if next(failures, False):
+            raise DatabaseError("server closed the connection")
+        return real(**kwargs)
+
+    monkeypatch.setattr(webhook_worker, "webhook_events_claim", flaky)
+
+    with caplog.at_level(logging.ERROR, logger="telemetry.services.webhook_worker"):
+        totals = webhook_events_follow(
+            owner="f1", stop=stop, batch=5, interval=0.01, on_batch=stop_when(2, stop, seen)
+        )
+
+    assert totals == {"processed": 2}
+    assert "claiming failed" in caplog.text
+
+
+def test_retry_failed_leaves_events_under_a_live_claim_alone(client, user, worker_mode):
+    link(user)
+    held, expired = store(client, 2)
+    now = timezone.now()
+    WebhookEvent.objects.filter(pk=held.pk).update(
+        lease_owner="f1", lease_until=now + timedelta(seconds=60)
+    )
+    WebhookEvent.objects.filter(pk=expired.pk).update(
+        lease_owner="dead", lease_until=now - timedelta(seconds=1)
+    )
+
+    counts = webhook_events_retry(stale_after=timedelta(0), limit=10)
+
+    assert counts == {"processed": 1}
+    assert WebhookEvent.objects.get(pk=held.pk).status == "received"
+    assert WebhookEvent.objects.get(pk=expired.pk).status == "processed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_followers_at_once_process_each_event_exactly_once(
+    client,
+    user,
+    worker_mode,
+    threads_share_the_database,  # noqa: F811
+):
+    link(user)
+    store(client, 60)
+    stop = threading.Event()
+    results: list[Counter] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def follower(name: str) -> None:
+        try:
+            totals = webhook_events_follow(owner=name, stop=stop, batch=4, interval=0.01)
+            with lock:
+                results.append(totals)
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    threads = [threading.Thread(target=follower, args=(f"f{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    deadline = timezone.now() + timedelta(seconds=WAIT)
+    while WebhookEvent.objects.filter(status="received").exists() and timezone.now() < deadline:
+        stop.wait(0.02)
+    stop.set()
+    for thread in threads:
+        thread.join(WAIT)
+
+    assert errors == []
+    assert sum(sum(r.values()) for r in results) == 60
+    assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
+    assert Reading.objects.count() == 60
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"follow": True, "retry_failed": True},
+        {"follow": True, "prune_days": 30},
+        {"follow": True, "batch": 0},
+        {"follow": True, "interval": 0},
+    ],
+    ids=["with-retry", "with-prune", "batch", "interval"],
+)
+def test_follow_refuses_bad_combinations(options):
+    with pytest.raises(CommandError):
+        call_command("process_webhooks", **options)
+
+
+def test_follow_runs_until_sigterm_and_restores_the_signal_handlers(
+    client, user, worker_mode, capsys
+):
+    link(user)
+    store(client, 3)
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        call_command("process_webhooks", follow=True, interval=0.05)
+    finally:
+        timer.cancel()
+
+    out = capsys.readouterr().out
+    assert "Following webhook events as" in out
+    assert "Stopped after 3 events: processed 3." in out
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not WebhookEvent.objects.filter(status="received").exists()
