@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 DEFAULT_BATCH = 50
 DEFAULT_INTERVAL_SECONDS = 0.5
+# While the database is down: wait twice as long after each failed claim, up to this.
+MAX_OUTAGE_WAIT_SECONDS = 30.0
 
 
 def follower_name() -> str:
@@ -104,16 +106,32 @@ def webhook_events_follow(
     """Claim and process events until `stop` is set; sleep `interval` when none is waiting.
 
     Returns the count per resulting status. An event in hand when `stop` is set is finished;
-    the rest of its batch is released at once for other followers."""
+    the rest of its batch is released at once for other followers. While the database is down
+    it waits longer after each failed claim (up to MAX_OUTAGE_WAIT_SECONDS), and logs the
+    traceback once per outage."""
     totals: Counter[str] = Counter()
+    failures = 0
     while not stop.is_set():
         _replace_stale_connections()
         try:
             events = webhook_events_claim(owner=owner, limit=batch)
-        except DatabaseError:
-            logger.exception("webhook follower: claiming failed; trying again in %s s", interval)
-            stop.wait(interval)
+        except DatabaseError as exc:
+            failures += 1
+            wait = min(interval * 2**failures, MAX_OUTAGE_WAIT_SECONDS)
+            if failures == 1:
+                logger.exception("webhook follower: claiming failed; trying again in %.1f s", wait)
+            else:
+                logger.warning(
+                    "webhook follower: claiming failed %d times (%s); trying again in %.1f s",
+                    failures,
+                    type(exc).__name__,
+                    wait,
+                )
+            stop.wait(wait)
             continue
+        if failures:
+            logger.warning("webhook follower: the database is back after %d failures", failures)
+            failures = 0
         if not events:
             stop.wait(interval)
             continue

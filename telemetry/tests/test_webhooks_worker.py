@@ -153,12 +153,26 @@ def test_a_stopping_follower_finishes_its_event_and_releases_the_rest(
     assert not rest.filter(lease_until__isnull=False).exists()  # free for the next follower
 
 
-def test_a_follower_survives_a_database_outage(client, user, worker_mode, monkeypatch, caplog):
+class RecordingStop(threading.Event):
+    """A stop event that records how long the follower asked to wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout=None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(0)
+
+
+def test_a_follower_waits_out_a_database_outage_with_growing_pauses(
+    client, user, worker_mode, monkeypatch, caplog
+):
     link(user)
     store(client, 2)
-    stop, seen = threading.Event(), Counter()
+    stop, seen = RecordingStop(), Counter()
     real = webhook_worker.webhook_events_claim
-    failures = iter([True, False])
+    failures = iter([True] * 7)
 
     def flaky(**kwargs):
         if next(failures, False):
@@ -167,13 +181,16 @@ def test_a_follower_survives_a_database_outage(client, user, worker_mode, monkey
 
     monkeypatch.setattr(webhook_worker, "webhook_events_claim", flaky)
 
-    with caplog.at_level(logging.ERROR, logger="telemetry.services.webhook_worker"):
+    with caplog.at_level(logging.WARNING, logger="telemetry.services.webhook_worker"):
         totals = webhook_events_follow(
-            owner="f1", stop=stop, batch=5, interval=0.01, on_batch=stop_when(2, stop, seen)
+            owner="f1", stop=stop, batch=5, interval=0.5, on_batch=stop_when(2, stop, seen)
         )
 
     assert totals == {"processed": 2}
-    assert "claiming failed" in caplog.text
+    assert stop.waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1  # once per outage, not once per try
+    assert "back after 7 failures" in caplog.text
 
 
 def test_retry_failed_leaves_events_under_a_live_claim_alone(client, user, worker_mode):
