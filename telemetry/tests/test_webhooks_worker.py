@@ -263,8 +263,10 @@ def test_two_followers_at_once_process_each_event_exactly_once(
         {"follow": True, "prune_days": 30},
         {"follow": True, "batch": 0},
         {"follow": True, "interval": 0},
+        {"retry_failed": True, "batch": 10},
+        {"retry_failed": True, "interval": 1.0},
     ],
-    ids=["with-retry", "with-prune", "batch", "interval"],
+    ids=["with-retry", "with-prune", "batch", "interval", "batch-alone", "interval-alone"],
 )
 def test_follow_refuses_bad_combinations(options):
     with pytest.raises(CommandError):

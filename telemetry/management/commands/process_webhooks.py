@@ -57,19 +57,20 @@ class Command(BaseCommand):
             help="Process events as they are stored, until SIGTERM/SIGINT (the worker mode).",
         )
         parser.add_argument(
-            "--batch", type=int, default=DEFAULT_BATCH, help="Events claimed at once (--follow)."
+            "--batch", type=int, help=f"Events claimed at once (--follow; {DEFAULT_BATCH})."
         )
         parser.add_argument(
             "--interval",
             type=float,
-            default=DEFAULT_INTERVAL_SECONDS,
-            help="Seconds between looks when nothing waits (--follow).",
+            help=f"Seconds between looks when nothing waits (--follow; {DEFAULT_INTERVAL_SECONDS}).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["follow"]:
             self._follow(options)
             return
+        if options["batch"] is not None or options["interval"] is not None:
+            raise CommandError("--batch and --interval go with --follow.")
         if not (options["retry_failed"] or options["event"] or options["prune_days"] is not None):
             raise CommandError(
                 "Give --retry-failed, --event ID and/or --prune-days DAYS, or --follow."
@@ -98,7 +99,9 @@ class Command(BaseCommand):
     def _follow(self, options: dict[str, Any]) -> None:
         if options["retry_failed"] or options["event"] or options["prune_days"] is not None:
             raise CommandError("--follow runs alone; run the other options from cron.")
-        if options["batch"] < 1 or not options["interval"] > 0:
+        batch = DEFAULT_BATCH if options["batch"] is None else options["batch"]
+        interval = DEFAULT_INTERVAL_SECONDS if options["interval"] is None else options["interval"]
+        if batch < 1 or not interval > 0:
             raise CommandError("--batch must be at least 1 and --interval more than 0.")
         stop = threading.Event()
         previous = {
@@ -109,9 +112,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Following webhook events as {owner}; SIGTERM or SIGINT stops.")
         self.stdout.flush()
         try:
-            totals = webhook_events_follow(
-                owner=owner, stop=stop, batch=options["batch"], interval=options["interval"]
-            )
+            totals = webhook_events_follow(owner=owner, stop=stop, batch=batch, interval=interval)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
