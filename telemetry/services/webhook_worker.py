@@ -2,8 +2,9 @@
 
 With `SMARTCAR_WEBHOOK_PROCESSING=worker` the endpoint only stores an event (`received`) and
 answers; followers claim stored events, oldest first, and process them with
-`webhook_event_process`. The answers then never wait for a CPU or the GIL that processing holds
-(measured in docs/performance.md), and processing scales by running more followers.
+`webhook_events_process_batch` (a batch's vehicles in one query, its outcomes in one UPDATE).
+The answers then never wait for a CPU or the GIL that processing holds (measured in
+docs/performance.md), and processing scales by running more followers.
 
 A claim is a lease on the row (`lease_owner`, `lease_until`), as the poller's on a vehicle: on
 PostgreSQL a batch is claimed with SKIP LOCKED in one short transaction; on SQLite (no row locks)
@@ -12,7 +13,7 @@ leaves its claims to the others once LEASE_SECONDS have passed; `process_webhook
 skips events under a live claim. Processing is idempotent, so an event processed twice (a lease
 that ran out under a very slow database) stores nothing twice.
 
-Owns: claiming, releasing and the follow loop. Must never: claim an event another follower holds
+Owns: claiming and the follow loop. Must never: claim an event another follower holds
 a live lease on, hold a transaction while processing, stop following for one event's failure or
 a database outage (it waits and claims again).
 """
@@ -25,16 +26,15 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from telemetry.models import WebhookEvent
-from telemetry.services.webhooks import webhook_event_process
+from telemetry.services.webhooks import webhook_events_process_batch
 
 logger = logging.getLogger(__name__)
 
@@ -86,15 +86,6 @@ def webhook_events_claim(
     return list(WebhookEvent.objects.filter(pk__in=pks, lease_owner=owner).order_by("pk"))
 
 
-def webhook_events_release(*, owner: str, pks: Sequence[Any]) -> int:
-    """End our claim on events we will not process after all (a follower stopping)."""
-    if not pks:
-        return 0
-    return WebhookEvent.objects.filter(
-        pk__in=list(pks), lease_owner=owner, status=WebhookEvent.Status.RECEIVED
-    ).update(lease_until=None)
-
-
 def webhook_events_follow(
     *,
     owner: str,
@@ -105,8 +96,8 @@ def webhook_events_follow(
 ) -> Counter[str]:
     """Claim and process events until `stop` is set; sleep `interval` when none is waiting.
 
-    Returns the count per resulting status. An event in hand when `stop` is set is finished;
-    the rest of its batch is released at once for other followers. While the database is down
+    Returns the count per resulting status. A batch in hand when `stop` is set is finished
+    (`batch` events of a few ms each); the claims then all have ended. While the database is down
     it waits longer after each failed claim (up to MAX_OUTAGE_WAIT_SECONDS), and logs the
     traceback once per outage."""
     totals: Counter[str] = Counter()
@@ -135,12 +126,7 @@ def webhook_events_follow(
         if not events:
             stop.wait(interval)
             continue
-        done: Counter[str] = Counter()
-        for index, event in enumerate(events):
-            if stop.is_set():
-                _release_quietly(owner, [e.pk for e in events[index:]])
-                break
-            done[webhook_event_process(event=event)] += 1  # never raises
+        done = Counter(webhook_events_process_batch(events))  # never raises
         totals.update(done)
         logger.info("webhook follower: processed %s", dict(done))
         if on_batch is not None:
@@ -159,11 +145,3 @@ def _replace_stale_connections() -> None:
 
 def _free(now: datetime) -> Q:
     return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-
-
-def _release_quietly(owner: str, pks: list[Any]) -> None:
-    try:
-        webhook_events_release(owner=owner, pks=pks)
-    except DatabaseError:
-        # Their lease runs out on its own; another follower takes them then.
-        logger.exception("webhook follower: could not release %d events", len(pks))

@@ -57,7 +57,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
@@ -65,7 +66,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from core.compiled_select import CompiledSelect, Param
@@ -343,6 +344,50 @@ def webhook_event_process(*, event: WebhookEvent, force: bool = False) -> str:
     """
     if event.status in FINAL_STATUSES and not force:
         return event.status
+    result = _result_of(event)
+    _record(
+        event,
+        status=result.status,
+        error=result.note,
+        processed_at=result.processed_at,
+        vehicle=result.vehicle,
+    )
+    return result.status
+
+
+def webhook_events_process_batch(events: Sequence[WebhookEvent]) -> list[str]:
+    """Process several stored events (a follower's claimed batch) as `webhook_event_process`
+    does each, in fewer statements: their vehicles are read in one query and their outcomes
+    written in one UPDATE (what each event costs the database is then about its reading's
+    INSERT and pointer UPDATE). Returns the new statuses, in order. Never raises; if writing the
+    outcomes fails they stay as they were (`received`: processed again later, idempotently)."""
+    todo = [event for event in events if event.status not in FINAL_STATUSES]
+    ids = {event.smartcar_vehicle_id for event in todo if event.smartcar_vehicle_id}
+    try:
+        known = _live_vehicles(ids)
+    except DatabaseError:
+        logger.exception("webhook batch: reading %d vehicles failed", len(ids))
+        known = {}
+        ids = set()  # look each one up on its own then
+    token = _PREFETCHED.set((ids, known))
+    try:
+        results = [(event, _result_of(event)) for event in todo]
+    finally:
+        _PREFETCHED.reset(token)
+    _record_many(results)
+    return [event.status for event in events]
+
+
+@dataclass(frozen=True)
+class _Result:
+    status: str
+    note: str
+    processed_at: datetime | None
+    vehicle: Vehicle | None = None
+
+
+def _result_of(event: WebhookEvent) -> _Result:
+    """Act on the event; what to record on it. Never raises."""
     now = timezone.now()
     try:
         outcome = _handle(event)
@@ -352,16 +397,8 @@ def webhook_event_process(*, event: WebhookEvent, force: bool = False) -> str:
             logger.warning("webhook event %s failed: %s", event.pk, reason)
         else:
             logger.exception("webhook event %s failed: %s", event.pk, reason)
-        _record(event, status=Status.FAILED, error=reason, processed_at=None)
-        return Status.FAILED
-    _record(
-        event,
-        status=outcome.status,
-        error=outcome.note,
-        processed_at=now,
-        vehicle=outcome.vehicle,
-    )
-    return outcome.status
+        return _Result(Status.FAILED, reason, None)
+    return _Result(outcome.status, outcome.note, now, outcome.vehicle)
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -397,8 +434,58 @@ def _record(
         # The event stays as it was (received or failed): --retry-failed picks it up again.
         logger.exception("webhook event %s: could not record status %s", event.pk, status)
         return
+    _remember(event, status=status, error=error, processed_at=processed_at, vehicle=vehicle)
+
+
+def _record_many(results: Sequence[tuple[WebhookEvent, _Result]]) -> None:
+    """`_record` for many events in ONE statement (a CASE per column, keyed by id). Not
+    `bulk_update`: it wraps its UPDATE in a transaction, and on SQLite a low-priority follower
+    holding the write lock across three statements held up the webhook answers' INSERTs."""
+    if not results:
+        return
+
+    def by_id(values: dict[Any, Any], name: str, default: Any = None) -> Case:
+        field: Any = WebhookEvent._meta.get_field(name)
+        branches = [
+            When(pk=pk, then=Value(value, output_field=field)) for pk, value in values.items()
+        ]
+        return Case(*branches, default=default, output_field=field)
+
+    linked = {e.pk: r.vehicle.pk for e, r in results if r.vehicle is not None}
+    try:
+        WebhookEvent.objects.filter(pk__in=[event.pk for event, _ in results]).update(
+            status=by_id({e.pk: r.status for e, r in results}, "status"),
+            error=by_id({e.pk: r.note[:200] for e, r in results}, "error"),
+            processed_at=by_id({e.pk: r.processed_at for e, r in results}, "processed_at"),
+            vehicle=by_id(linked, "vehicle", default=F("vehicle")),
+            attempts=F("attempts") + 1,
+            lease_until=None,  # a follower's claim ends with the outcome
+        )
+    except DatabaseError:
+        logger.exception("webhook batch: could not record %d outcomes", len(results))
+        return
+    for event, result in results:
+        _remember(
+            event,
+            status=result.status,
+            error=result.note,
+            processed_at=result.processed_at,
+            vehicle=result.vehicle,
+        )
+
+
+def _remember(
+    event: WebhookEvent,
+    *,
+    status: str,
+    error: str,
+    processed_at: datetime | None,
+    vehicle: Vehicle | None,
+) -> None:
+    """Keep the in-memory event in step with what was written."""
     event.status, event.error, event.processed_at = status, error[:200], processed_at
     event.attempts += 1
+    event.lease_until = None
     if vehicle is not None:
         event.vehicle = vehicle
 
@@ -417,11 +504,38 @@ def _handle(event: WebhookEvent) -> _Outcome:
     return _Outcome(Status.IGNORED)
 
 
+# A batch's vehicles, read in one query (`webhook_events_process_batch`): the Smartcar ids asked
+# for, and the live vehicles found among them. A context variable rather than a parameter through
+# every event handler; unset outside a batch.
+_PREFETCHED: ContextVar[tuple[set[str], dict[str, Vehicle]] | None] = ContextVar(
+    "webhook_prefetched_vehicles", default=None
+)
+
+
 def _live_vehicle(smartcar_vehicle_id: str) -> Vehicle | None:
     if not smartcar_vehicle_id:
         return None
+    prefetched = _PREFETCHED.get()
+    if prefetched is not None and smartcar_vehicle_id in prefetched[0]:
+        return prefetched[1].get(smartcar_vehicle_id)
     found = _LIVE_VEHICLE.fetch(smartcar_vehicle_id=smartcar_vehicle_id)
     return found[0] if found else None
+
+
+def _live_vehicles(smartcar_vehicle_ids: set[str]) -> dict[str, Vehicle]:
+    if not smartcar_vehicle_ids:
+        return {}
+    rows = _live_vehicles_query().filter(smartcar_vehicle_id__in=sorted(smartcar_vehicle_ids))
+    return {vehicle.smartcar_vehicle_id: vehicle for vehicle in rows}
+
+
+def _live_vehicles_query() -> Any:
+    # The same rows and joins as _LIVE_VEHICLE, for many ids at once.
+    return (
+        Vehicle.objects.select_related("account", "telemetry_state__latest_reading")
+        .exclude(status=Vehicle.Status.DISCONNECTED)
+        .defer("account__access_token", "account__refresh_token")
+    )
 
 
 # Every delivery reads its vehicle: compiled once per thread (core.compiled_select), with the
@@ -429,16 +543,11 @@ def _live_vehicle(smartcar_vehicle_id: str) -> Vehicle | None:
 # only by the rare path that uses them, in one query: SmartcarAccount.refresh_from_db). At
 # most one live row per Smartcar vehicle id (a constraint), so no ORDER BY.
 _LIVE_VEHICLE: CompiledSelect[Vehicle] = CompiledSelect(
-    lambda: (
-        Vehicle.objects.select_related("account", "telemetry_state__latest_reading")
-        .filter(
-            smartcar_vehicle_id=Param(
-                "smartcar_vehicle_id", Vehicle._meta.get_field("smartcar_vehicle_id")
-            )
+    lambda: _live_vehicles_query().filter(
+        smartcar_vehicle_id=Param(
+            "smartcar_vehicle_id", Vehicle._meta.get_field("smartcar_vehicle_id")
         )
-        .exclude(status=Vehicle.Status.DISCONNECTED)
-        .defer("account__access_token", "account__refresh_token")[:1]
-    )
+    )[:1]
 )
 
 

@@ -12,21 +12,22 @@ from http import HTTPStatus
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from telemetry.models import Reading, WebhookEvent
+from telemetry.models import Reading, TelemetryState, WebhookEvent
 from telemetry.services import webhook_worker
 from telemetry.services.webhook_worker import (
     webhook_events_claim,
     webhook_events_follow,
-    webhook_events_release,
 )
-from telemetry.services.webhooks import webhook_events_retry
+from telemetry.services.webhooks import webhook_events_process_batch, webhook_events_retry
 from telemetry.tests.conftest import WAIT_SECONDS as WAIT
 from telemetry.tests.test_polling import (  # noqa: F401  (a fixture)
     threads_share_the_database,
 )
-from telemetry.tests.webhook_support import T0_MS, link, send, state_event
+from telemetry.tests.test_webhooks_process import battery_item
+from telemetry.tests.webhook_support import T0_MS, error_event, link, send, state_event
 
 pytestmark = pytest.mark.django_db
 
@@ -93,20 +94,6 @@ def test_a_claim_refuses_an_empty_batch():
         webhook_events_claim(owner="f1", limit=0)
 
 
-def test_release_frees_only_our_unprocessed_claims(client, user, worker_mode):
-    link(user)
-    a, b, c = store(client, 3)
-    webhook_events_claim(owner="f1", limit=2)
-    webhook_events_claim(owner="f2", limit=1)
-    WebhookEvent.objects.filter(pk=b.pk).update(status="processed")
-
-    assert webhook_events_release(owner="f1", pks=[a.pk, b.pk, c.pk]) == 1
-
-    assert WebhookEvent.objects.get(pk=a.pk).lease_until is None
-    assert WebhookEvent.objects.get(pk=c.pk).lease_owner == "f2"
-    assert WebhookEvent.objects.get(pk=c.pk).lease_until is not None
-
-
 def stop_when(total: int, stop: threading.Event, seen: Counter):
     def on_batch(done: Counter) -> None:
         seen.update(done)
@@ -131,26 +118,26 @@ def test_a_follower_processes_every_stored_event_and_ends_its_claims(client, use
     assert Reading.objects.count() == 7
 
 
-def test_a_stopping_follower_finishes_its_event_and_releases_the_rest(
+def test_a_stopping_follower_finishes_its_batch_and_claims_no_more(
     client, user, worker_mode, monkeypatch
 ):
     link(user)
-    store(client, 4)
+    store(client, 6)
     stop = threading.Event()
-    real = webhook_worker.webhook_event_process
+    real = webhook_worker.webhook_events_process_batch
 
-    def process_then_stop(*, event):
-        stop.set()  # SIGTERM arrives while the first event is being processed
-        return real(event=event)
+    def process_then_stop(events):
+        stop.set()  # SIGTERM arrives while the first batch is being processed
+        return real(events)
 
-    monkeypatch.setattr(webhook_worker, "webhook_event_process", process_then_stop)
+    monkeypatch.setattr(webhook_worker, "webhook_events_process_batch", process_then_stop)
 
-    totals = webhook_events_follow(owner="f1", stop=stop, batch=10, interval=0.01)
+    totals = webhook_events_follow(owner="f1", stop=stop, batch=4, interval=0.01)
 
-    assert totals == {"processed": 1}
+    assert totals == {"processed": 4}
     rest = WebhookEvent.objects.filter(status="received")
-    assert rest.count() == 3
-    assert not rest.filter(lease_until__isnull=False).exists()  # free for the next follower
+    assert rest.count() == 2
+    assert not WebhookEvent.objects.filter(lease_until__isnull=False).exists()
 
 
 class RecordingStop(threading.Event):
@@ -291,3 +278,115 @@ def test_follow_runs_until_sigterm_and_restores_the_signal_handlers(
     assert "Stopped after 3 events: processed 3." in out
     assert signal.getsignal(signal.SIGTERM) is before
     assert not WebhookEvent.objects.filter(status="received").exists()
+
+
+# --- a batch processed at once (what a follower does) -----------------------------------------
+
+
+def stored_events(client, bodies) -> list[WebhookEvent]:
+    for body in bodies:
+        assert send(client, body).json() == {"status": "accepted"}
+    return list(WebhookEvent.objects.order_by("pk"))
+
+
+def test_a_batch_ends_as_each_event_would_on_its_own(client, user, worker_mode):
+    link(user, vehicle_ids=("vid-1", "vid-2"))
+    bad_signals = state_event("vid-2", oem_ms=T0_MS + 1)
+    bad_signals["data"]["signals"] = {"not": "a list"}
+    unknown_type = error_event()
+    unknown_type["eventType"] = "VEHICLE_SOMETHING_NEW"
+    legacy = {
+        "version": "2.0",
+        "webhookId": "w",
+        "eventName": "scheduled",
+        "mode": "live",
+        "payload": {"vehicles": [{"vehicleId": "vid-2", "data": [battery_item(0.25)]}]},
+    }
+    events = stored_events(
+        client,
+        [
+            state_event("vid-1", soc=61),
+            state_event("not-ours"),
+            bad_signals,
+            error_event("vid-2"),
+            unknown_type,
+            legacy,  # its vehicle is named in the payload, not prefetched: looked up alone
+        ],
+    )
+    done = events[0]
+    WebhookEvent.objects.filter(pk=done.pk).update(status="processed", attempts=1)
+    done.refresh_from_db()
+
+    statuses = webhook_events_process_batch([done, *events[1:]])
+
+    assert statuses == ["processed", "unmatched", "failed", "processed", "ignored", "processed"]
+    rows = {e.pk: e for e in WebhookEvent.objects.select_related("vehicle")}
+    assert rows[done.pk].attempts == 1  # a final event is left alone
+    assert rows[events[2].pk].error == "invalid_signals"
+    assert rows[events[3].pk].vehicle.smartcar_vehicle_id == "vid-2"
+    assert {e.attempts for pk, e in rows.items() if pk != done.pk} == {1}
+    assert not WebhookEvent.objects.filter(lease_until__isnull=False).exists()
+    assert {r.vehicle.smartcar_vehicle_id for r in Reading.objects.select_related("vehicle")} == {
+        "vid-2"
+    }
+    state = TelemetryState.objects.get(vehicle__smartcar_vehicle_id="vid-2")
+    assert state.last_error == "webhook:VEHICLE_STATE:ASLEEP"
+
+
+def test_a_batch_with_two_readings_of_one_car_keeps_the_newer_as_latest(client, user, worker_mode):
+    link(user)
+    events = stored_events(
+        client, [state_event(soc=70, oem_ms=T0_MS + 60_000), state_event(soc=60, oem_ms=T0_MS)]
+    )
+
+    assert webhook_events_process_batch(events) == ["processed", "processed"]
+
+    assert Reading.objects.count() == 2
+    latest = TelemetryState.objects.get().latest_reading
+    assert latest.soc_pct == 70
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_costs_a_reading_insert_and_a_pointer_update_per_event(
+    client, user, worker_mode, django_assert_max_num_queries
+):
+    vehicle_ids = tuple(f"vid-{n}" for n in range(8))
+    linked = link(user, vehicle_ids=vehicle_ids)
+    # As the poller leaves them: every live vehicle has its state row.
+    TelemetryState.objects.bulk_create([TelemetryState(vehicle=v) for v in linked.vehicles])
+    events = stored_events(client, [state_event(vid) for vid in vehicle_ids])
+
+    # One query for the vehicles, INSERT + pointer UPDATE per event, one UPDATE for the
+    # outcomes, no transaction around it. One event at a time costs 4 statements.
+    with django_assert_max_num_queries(2 * len(events) + 2):
+        statuses = webhook_events_process_batch(events)
+
+    assert statuses == ["processed"] * len(events)
+    assert Reading.objects.count() == len(events)
+
+
+def test_a_batch_whose_outcomes_cannot_be_written_stays_received(
+    client, user, worker_mode, monkeypatch, caplog
+):
+    link(user)
+    events = stored_events(client, [state_event()])
+    webhook_events_claim(owner="f1", limit=5)
+
+    real_update = QuerySet.update
+
+    def database_down_for_events(queryset, **kwargs):
+        if queryset.model is WebhookEvent:
+            raise DatabaseError("server closed the connection")
+        return real_update(queryset, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "update", database_down_for_events)
+
+    with caplog.at_level(logging.ERROR, logger="telemetry.services.webhooks"):
+        webhook_events_process_batch(events)
+
+    row = WebhookEvent.objects.get()
+    # Claimed still: another follower takes it once the lease runs out, and processes it again
+    # (the reading is already there: no twin).
+    assert (row.status, row.lease_owner, row.attempts) == ("received", "f1", 0)
+    assert Reading.objects.count() == 1
+    assert "could not record 1 outcomes" in caplog.text
