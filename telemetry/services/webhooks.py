@@ -345,13 +345,7 @@ def webhook_event_process(*, event: WebhookEvent, force: bool = False) -> str:
     if event.status in FINAL_STATUSES and not force:
         return event.status
     result = _result_of(event)
-    _record(
-        event,
-        status=result.status,
-        error=result.note,
-        processed_at=result.processed_at,
-        vehicle=result.vehicle,
-    )
+    _record(event, result)
     return result.status
 
 
@@ -411,30 +405,23 @@ def _failure_reason(exc: Exception) -> str:
     return f"internal_error:{type(exc).__name__}"[:200]
 
 
-def _record(
-    event: WebhookEvent,
-    *,
-    status: str,
-    error: str,
-    processed_at: datetime | None,
-    vehicle: Vehicle | None = None,
-) -> None:
+def _record(event: WebhookEvent, result: _Result) -> None:
     fields: dict[str, Any] = {
-        "status": status,
-        "error": error[:200],
-        "processed_at": processed_at,
+        "status": result.status,
+        "error": result.note[:200],
+        "processed_at": result.processed_at,
         "attempts": F("attempts") + 1,
         "lease_until": None,  # a follower's claim ends with the outcome
     }
-    if vehicle is not None:
-        fields["vehicle"] = vehicle
+    if result.vehicle is not None:
+        fields["vehicle"] = result.vehicle
     try:
         WebhookEvent.objects.filter(pk=event.pk).update(**fields)
     except DatabaseError:
         # The event stays as it was (received or failed): --retry-failed picks it up again.
-        logger.exception("webhook event %s: could not record status %s", event.pk, status)
+        logger.exception("webhook event %s: could not record status %s", event.pk, result.status)
         return
-    _remember(event, status=status, error=error, processed_at=processed_at, vehicle=vehicle)
+    _remember(event, result)
 
 
 def _record_many(results: Sequence[tuple[WebhookEvent, _Result]]) -> None:
@@ -465,29 +452,17 @@ def _record_many(results: Sequence[tuple[WebhookEvent, _Result]]) -> None:
         logger.exception("webhook batch: could not record %d outcomes", len(results))
         return
     for event, result in results:
-        _remember(
-            event,
-            status=result.status,
-            error=result.note,
-            processed_at=result.processed_at,
-            vehicle=result.vehicle,
-        )
+        _remember(event, result)
 
 
-def _remember(
-    event: WebhookEvent,
-    *,
-    status: str,
-    error: str,
-    processed_at: datetime | None,
-    vehicle: Vehicle | None,
-) -> None:
+def _remember(event: WebhookEvent, result: _Result) -> None:
     """Keep the in-memory event in step with what was written."""
-    event.status, event.error, event.processed_at = status, error[:200], processed_at
+    event.status, event.error = result.status, result.note[:200]
+    event.processed_at = result.processed_at
     event.attempts += 1
     event.lease_until = None
-    if vehicle is not None:
-        event.vehicle = vehicle
+    if result.vehicle is not None:
+        event.vehicle = result.vehicle
 
 
 def _handle(event: WebhookEvent) -> _Outcome:
