@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import random
-import socket
 import threading
 import time
 import uuid
@@ -61,6 +59,7 @@ from django.utils import timezone
 
 from core.compiled_select import CompiledSelect, CompiledUpdate, Param
 from core.errors import ApplicationError
+from core.leases import lease_free, lease_owner
 from smartcar_client.errors import SmartcarConfigurationError, SmartcarError
 from smartcar_client.factory import config_from_settings
 from telemetry import schedule
@@ -224,7 +223,7 @@ def run_poll_cycle(
     began = time.monotonic()
     summary = CycleSummary(started_at=started)
     cycle = _Cycle(
-        owner=_lease_owner(),
+        owner=lease_owner(),
         poll_fn=poll_fn or _deferring_poll,
         config=schedule.ScheduleConfig.from_settings(),
         clock=clock,
@@ -304,7 +303,7 @@ def seconds_until_next_due(*, now: datetime, max_seconds: float) -> float:
     if paused_until is not None:
         return min(max_seconds, (paused_until - now).total_seconds())
     # Rows leased by another poller get their next poll written when it is done.
-    pollable = TelemetryState.objects.filter(_active_q() & _free_q(now))
+    pollable = TelemetryState.objects.filter(_active_q() & lease_free(now))
     if pollable.filter(next_poll_at__isnull=True).exists():
         return 0.0
     earliest: datetime | None = pollable.aggregate(earliest=Min("next_poll_at"))["earliest"]
@@ -433,19 +432,11 @@ def error_label(exc: BaseException | None) -> str:
 # --- claiming -----------------------------------------------------------------------------------
 
 
-def _lease_owner() -> str:
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def _active_q() -> Q:
     return Q(
         vehicle__status=Vehicle.Status.ACTIVE,
         vehicle__account__status=SmartcarAccount.Status.ACTIVE,
     )
-
-
-def _free_q(now: datetime) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
 
 
 def _due_q(now: datetime) -> Q:
@@ -469,7 +460,7 @@ def _ensure_states(vehicle_ids: Sequence[Any] | None) -> None:
 
 
 def _claimable(cycle: _Cycle, now: datetime, vehicle_ids: Sequence[Any] | None) -> QuerySet[Any]:
-    query = _active_q() & _free_q(now)
+    query = _active_q() & lease_free(now)
     if not cycle.ignore_schedule:
         query &= _due_q(now)
     rows = TelemetryState.objects.filter(query).exclude(lease_owner=cycle.owner)
@@ -497,7 +488,7 @@ def _claim(
 
     # No row locks (SQLite): compare-and-set each row on the conditions that make it claimable.
     claimed: list[Any] = []
-    still_claimable = _free_q(now) if cycle.ignore_schedule else _free_q(now) & _due_q(now)
+    still_claimable = lease_free(now) if cycle.ignore_schedule else lease_free(now) & _due_q(now)
     # Built once per claim, not per row: resolving these conditions cost more CPU than the UPDATE.
     contested = TelemetryState.objects.filter(still_claimable).exclude(lease_owner=cycle.owner)
     while len(claimed) < limit:

@@ -21,18 +21,15 @@ a database outage (it waits and claims again).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, connections, transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from core.leases import lease_free
 from telemetry.models import WebhookEvent
 from telemetry.services.webhooks import webhook_events_process_batch
 
@@ -47,11 +44,6 @@ DEFAULT_INTERVAL_SECONDS = 0.5
 MAX_OUTAGE_WAIT_SECONDS = 30.0
 
 
-def follower_name() -> str:
-    """A lease owner unique to this follower: host, process and a random part."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def webhook_events_claim(
     *,
     owner: str,
@@ -64,7 +56,7 @@ def webhook_events_claim(
         raise ValueError("limit must be at least 1")
     now = now or timezone.now()
     lease = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_seconds)}
-    claimable = WebhookEvent.objects.filter(_free(now), status=WebhookEvent.Status.RECEIVED)
+    claimable = WebhookEvent.objects.filter(lease_free(now), status=WebhookEvent.Status.RECEIVED)
     if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():
             pks = list(
@@ -141,7 +133,3 @@ def _replace_stale_connections() -> None:
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close_if_unusable_or_obsolete()
-
-
-def _free(now: datetime) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)

@@ -71,6 +71,7 @@ from django.utils import timezone
 
 from core.compiled_select import CompiledSelect, Param
 from core.errors import ApplicationError
+from core.leases import lease_free
 from core.transactions import savepoint_if_in_transaction
 from smartcar_client.bodies import NulInBodyError, refuse_nul
 from smartcar_client.errors import SmartcarError
@@ -671,7 +672,7 @@ def webhook_events_retry(*, stale_after: timedelta, limit: int) -> dict[str, int
     cutoff = now - stale_after
     pending = WebhookEvent.objects.filter(
         Q(status=Status.FAILED) | Q(status=Status.RECEIVED, received_at__lt=cutoff),
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        lease_free(now),
     )
     counts: dict[str, int] = {}
     for event in pending.order_by("received_at", "pk")[:limit]:

@@ -21,11 +21,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.leases import lease_owner
 from telemetry.models import WebhookEvent
 from telemetry.services.webhook_worker import (
     DEFAULT_BATCH,
     DEFAULT_INTERVAL_SECONDS,
-    follower_name,
     webhook_events_follow,
 )
 from telemetry.services.webhooks import (
@@ -108,7 +108,7 @@ class Command(BaseCommand):
             signum: signal.signal(signum, lambda *_: stop.set())
             for signum in (signal.SIGTERM, signal.SIGINT)
         }
-        owner = follower_name()
+        owner = lease_owner()
         self.stdout.write(f"Following webhook events as {owner}; SIGTERM or SIGINT stops.")
         self.stdout.flush()
         try:
