@@ -237,12 +237,9 @@ def telemetry_store_reading(
     elif counter is None or counter.calls <= 0:
         # The condition is checked against the row as it is when the UPDATE runs, not as we read
         # it.
-        older_latest = Exists(
-            Reading.objects.filter(pk=OuterRef("latest_reading_id"), recorded_at__lt=recorded)
+        _MOVE_LATEST.execute(
+            vehicle=vehicle.pk, reading=reading.pk, recorded=recorded, now=timezone.now()
         )
-        TelemetryState.objects.filter(
-            Q(latest_reading_id__isnull=True) | older_latest, vehicle_id=vehicle.pk
-        ).update(latest_reading=reading, updated_at=timezone.now())
     else:
         # One UPDATE for the pointer and the calls: the row is updated whether the pointer moves
         # or not, so the pointer's condition moves into a CASE.
@@ -325,6 +322,30 @@ def _calls_columns() -> dict[str, Any]:
 
 
 _MOVE_LATEST_AND_COUNT = _move_latest_and_count_update()
+
+
+def _move_latest_update() -> CompiledUpdate:
+    # A webhook's reading (no calls to count): the pointer moves, and the row is touched, only
+    # if the reading is newer. Compiled once for the same reason as the one above: built per
+    # call it was a webhook follower's largest CPU cost (docs/performance.md).
+    reading = Param("reading", _field(TelemetryState, "latest_reading"))
+    older_latest = Exists(
+        Reading.objects.filter(
+            pk=OuterRef("latest_reading_id"),
+            recorded_at__lt=Param("recorded", _field(Reading, "recorded_at")),
+        )
+    )
+    return CompiledUpdate(
+        lambda: TelemetryState.objects.filter(
+            Q(latest_reading__isnull=True) | older_latest,
+            vehicle=Param("vehicle", _field(TelemetryState, "vehicle")),
+        ),
+        latest_reading=reading,
+        updated_at=Param("now", _field(TelemetryState, "updated_at")),
+    )
+
+
+_MOVE_LATEST = _move_latest_update()
 
 
 def _insert(reading: Reading) -> None:
