@@ -41,14 +41,18 @@ T = TypeVar("T")
 
 
 class Param(Expression):
-    """A value given at fetch time, by name, converted by `field` (the column's model field)."""
+    """A value given at fetch time, by name, converted by `field` (the column's model field).
 
-    def __init__(self, name: str, field: Field[Any, Any]) -> None:
+    `nullable` lets the value be None, for a value an UPDATE sets (or a CASE returns), never
+    for one compared with `=`."""
+
+    def __init__(self, name: str, field: Field[Any, Any], *, nullable: bool = False) -> None:
         super().__init__(output_field=field)
         self.name = name
+        self.nullable = nullable
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
-        return "%s", (_Slot(self.name, self.output_field),)
+        return "%s", (_Slot(self.name, self.output_field, self.nullable),)
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,13 @@ class _Slot:
 
     name: str
     field: Any
+    nullable: bool = False
 
     def bind(self, values: dict[str, Any], connection: Any) -> Any:
         value = values[self.name]
         if value is None:
+            if self.nullable:
+                return None
             raise ValueError(f"CompiledSelect parameter {self.name!r} is None")
         return self.field.get_db_prep_value(value, connection, prepared=False)
 

@@ -329,6 +329,25 @@ def test_update_refuses_none_and_wrong_names(fleet):
         update.execute(vehicle=vehicle.pk, owner="me", outcome="ok", extra=1)
 
 
+def test_a_nullable_param_sets_null_and_a_plain_one_still_refuses_it(fleet):
+    user, _ = fleet
+    vehicle = Vehicle.objects.filter(owner=user).first()
+    TelemetryState.objects.update_or_create(
+        vehicle=vehicle, defaults={"lease_owner": "me", "lease_until": AT}
+    )
+    update = leased_update(
+        lease_until=Param("until", STATE.get_field("lease_until"), nullable=True)
+    )
+
+    assert update.execute(vehicle=vehicle.pk, owner="me", until=None) == 1
+    assert state_row(vehicle)["lease_until"] is None
+    assert update.execute(vehicle=vehicle.pk, owner="me", until=AT) == 1
+    assert state_row(vehicle)["lease_until"] == AT
+    # Only the value set may be None: the filter's own Params still refuse it.
+    with pytest.raises(ValueError, match="'owner' is None"):
+        update.execute(vehicle=vehicle.pk, owner=None, until=None)
+
+
 @pytest.mark.parametrize(
     ("build", "values"),
     [

@@ -11,8 +11,7 @@ from http import HTTPStatus
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError
-from django.db.models import QuerySet
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from telemetry.models import Reading, TelemetryState, WebhookEvent
@@ -28,6 +27,7 @@ from telemetry.tests.test_polling import (  # noqa: F401  (a fixture)
 )
 from telemetry.tests.test_webhooks_process import battery_item
 from telemetry.tests.webhook_support import T0_MS, error_event, link, send, state_event
+from vehicles.models import Vehicle
 
 pytestmark = pytest.mark.django_db
 
@@ -333,6 +333,50 @@ def test_a_batch_ends_as_each_event_would_on_its_own(client, user, worker_mode):
     assert state.last_error == "webhook:VEHICLE_STATE:ASLEEP"
 
 
+@pytest.mark.parametrize("size", [1, 3, 64, 65, 130])
+def test_every_event_of_a_batch_gets_its_own_outcome_whatever_its_size(
+    client, user, worker_mode, size
+):
+    # Outcomes are written in chunks of up to 64 rows, each padded to a power of two: every row
+    # must still get its own status, note, time and vehicle.
+    link(user, vehicle_ids=("vid-1", "vid-2"))
+    bodies = []
+    for n in range(size):
+        if n % 3 == 0:
+            bodies.append(state_event("not-ours", oem_ms=T0_MS + n * 1000))
+        elif n % 3 == 1:
+            bodies.append(state_event(f"vid-{n % 2 + 1}", soc=n % 90, oem_ms=T0_MS + n * 1000))
+        else:
+            bad = state_event("vid-1", oem_ms=T0_MS + n * 1000)
+            bad["data"]["signals"] = {"not": "a list"}
+            bodies.append(bad)
+    events = stored_events(client, bodies)
+    vid_2 = Vehicle.objects.get(smartcar_vehicle_id="vid-2")
+    # An event no vehicle is matched to keeps the one it has.
+    WebhookEvent.objects.filter(pk=events[0].pk).update(vehicle=vid_2)
+    events[0].vehicle = vid_2
+
+    statuses = webhook_events_process_batch(events)
+
+    expected = {0: "unmatched", 1: "processed", 2: "failed"}
+    assert statuses == [expected[n % 3] for n in range(size)]
+    rows = WebhookEvent.objects.in_bulk([e.pk for e in events])
+    for event in events:
+        row = rows[event.pk]
+        assert (row.status, row.error, row.processed_at, row.vehicle_id, row.attempts) == (
+            event.status,
+            event.error,
+            event.processed_at,
+            event.vehicle_id,
+            1,
+        )
+        assert row.lease_until is None
+    assert rows[events[0].pk].vehicle_id == vid_2.pk
+    assert {rows[e.pk].error for e in events[2::3]} <= {"invalid_signals"}
+    assert all(rows[e.pk].processed_at is None for e in events[2::3])
+    assert Reading.objects.count() == len(events[1::3])
+
+
 def test_a_batch_with_two_readings_of_one_car_keeps_the_newer_as_latest(client, user, worker_mode):
     link(user)
     events = stored_events(
@@ -365,23 +409,20 @@ def test_a_batch_costs_a_reading_insert_and_a_pointer_update_per_event(
     assert Reading.objects.count() == len(events)
 
 
-def test_a_batch_whose_outcomes_cannot_be_written_stays_received(
-    client, user, worker_mode, monkeypatch, caplog
-):
+def test_a_batch_whose_outcomes_cannot_be_written_stays_received(client, user, worker_mode, caplog):
     link(user)
     events = stored_events(client, [state_event()])
     webhook_events_claim(owner="f1", limit=5)
 
-    real_update = QuerySet.update
-
-    def database_down_for_events(queryset, **kwargs):
-        if queryset.model is WebhookEvent:
+    def database_down_for_event_updates(execute, sql, params, many, context):
+        if sql.startswith(f'UPDATE "{WebhookEvent._meta.db_table}"'):
             raise DatabaseError("server closed the connection")
-        return real_update(queryset, **kwargs)
+        return execute(sql, params, many, context)
 
-    monkeypatch.setattr(QuerySet, "update", database_down_for_events)
-
-    with caplog.at_level(logging.ERROR, logger="telemetry.services.webhooks"):
+    with (
+        connection.execute_wrapper(database_down_for_event_updates),
+        caplog.at_level(logging.ERROR, logger="telemetry.services.webhooks"),
+    ):
         webhook_events_process_batch(events)
 
     row = WebhookEvent.objects.get()
