@@ -55,6 +55,15 @@ class Param(Expression):
         return "%s", (_Slot(self.name, self.output_field, self.nullable),)
 
 
+def column(model: type[Model], name: str) -> Field[Any, Any]:
+    """`model`'s field `name`, for a `Param` or an `output_field` (a concrete column, never a
+    reverse relation)."""
+    found = model._meta.get_field(name)
+    if not isinstance(found, Field):
+        raise TypeError(f"{model.__name__}.{name} is not a column")
+    return found
+
+
 @dataclass(frozen=True)
 class _Slot:
     """Where a `Param`'s value goes in the compiled SQL's parameters."""

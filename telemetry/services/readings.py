@@ -137,7 +137,7 @@ def telemetry_poll_vehicle(
     if defer_state_write:
         if counter.pending is None and counter.calls > 0:
             counter.pending = StateWrite(month=_this_month(), calls=counter.calls)
-            _remember_calls(_known_state(vehicle), counter.pending.month, counter.calls)
+            _remember_calls(cached_state(vehicle), counter.pending.month, counter.calls)
         result = replace(result, state_write=counter.pending)
     else:
         _settle(vehicle, counter)
@@ -489,7 +489,7 @@ def _check_source(source: str) -> None:
         raise ValueError(f"unknown reading source {source!r}")
 
 
-def _known_state(vehicle: Vehicle) -> TelemetryState | None:
+def cached_state(vehicle: Vehicle) -> TelemetryState | None:
     """The state the caller loaded with this vehicle (no query), if it did."""
     if not Vehicle.telemetry_state.is_cached(vehicle):
         return None
@@ -502,7 +502,7 @@ def _known_state(vehicle: Vehicle) -> TelemetryState | None:
 def _state_for(vehicle: Vehicle) -> TelemetryState:
     # A state the caller loaded a moment ago may be stale, and that is safe: the INSERT's unique
     # (vehicle, recorded_at) and the pointer's conditional UPDATE decide against the live row.
-    state = _known_state(vehicle)
+    state = cached_state(vehicle)
     if state is not None:
         return state
     state = (
@@ -535,7 +535,7 @@ def _count_calls(*, vehicle: Vehicle, calls: int) -> None:
     a row still on an earlier month starts again from `calls`."""
     if calls <= 0:
         return
-    _count_calls_for(vehicle.pk, _this_month(), calls, state=_known_state(vehicle))
+    _count_calls_for(vehicle.pk, _this_month(), calls, state=cached_state(vehicle))
 
 
 def _count_calls_for(

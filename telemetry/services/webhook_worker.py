@@ -2,9 +2,10 @@
 
 With `SMARTCAR_WEBHOOK_PROCESSING=worker` the endpoint only stores an event (`received`) and
 answers; followers claim stored events, oldest first, and process them with
-`webhook_events_process_batch` (a batch's vehicles in one query, its outcomes in one UPDATE).
-The answers then never wait for a CPU or the GIL that processing holds (measured in
-docs/performance.md), and processing scales by running more followers.
+`webhook_events_process_batch` (a batch's vehicles in one query, its readings in one INSERT,
+their pointers and the events' outcomes in an UPDATE each). The answers then never wait for the
+GIL that processing holds, and little for the database's CPU (measured in docs/performance.md);
+processing scales by running more followers.
 
 A claim is a lease on the row (`lease_owner`, `lease_until`), as the poller's on a vehicle: on
 PostgreSQL a batch is claimed with SKIP LOCKED in one short transaction; on SQLite (no row locks)

@@ -59,10 +59,10 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError
@@ -90,6 +90,7 @@ from telemetry.mapping import (
     reading_from_signals,
 )
 from telemetry.models import Reading, TelemetryState, WebhookEvent
+from telemetry.services.reading_batches import NewReading, telemetry_store_readings
 from telemetry.services.readings import telemetry_store_reading
 from vehicles.models import Vehicle
 from vehicles.services import account_mark_needs_reauth, account_reactivate
@@ -353,10 +354,11 @@ def webhook_event_process(*, event: WebhookEvent, force: bool = False) -> str:
 
 def webhook_events_process_batch(events: Sequence[WebhookEvent]) -> list[str]:
     """Process several stored events (a follower's claimed batch) as `webhook_event_process`
-    does each, in fewer statements: their vehicles are read in one query and their outcomes
-    written in one UPDATE (what each event costs the database is then about its reading's
-    INSERT and pointer UPDATE). Returns the new statuses, in order. Never raises; if writing the
-    outcomes fails they stay as they were (`received`: processed again later, idempotently)."""
+    does each, in a few statements whatever the batch's size: the vehicles in one query, the
+    readings in one INSERT and their latest pointers in one UPDATE
+    (`reading_batches.telemetry_store_readings`), the outcomes in one UPDATE (each per 64
+    events). Returns the new statuses, in order. Never raises; if writing the outcomes fails
+    they stay as they were (`received`: processed again later, idempotently)."""
     todo = [event for event in events if event.status not in FINAL_STATUSES]
     ids = {event.smartcar_vehicle_id for event in todo if event.smartcar_vehicle_id}
     try:
@@ -365,13 +367,34 @@ def webhook_events_process_batch(events: Sequence[WebhookEvent]) -> list[str]:
         logger.exception("webhook batch: reading %d vehicles failed", len(ids))
         known = {}
         ids = set()  # look each one up on its own then
-    token = _PREFETCHED.set((ids, known))
+    batch = _Batch(asked=ids, vehicles=known)
+    token = _BATCH.set(batch)
     try:
         results = [(event, _result_of(event)) for event in todo]
     finally:
-        _PREFETCHED.reset(token)
-    _record_many(results)
+        _BATCH.reset(token)
+    _record_many(_with_stored_readings(results, batch.readings))
     return [event.status for event in events]
+
+
+def _with_stored_readings(
+    results: list[tuple[WebhookEvent, _Result]], readings: list[tuple[WebhookEvent, NewReading]]
+) -> list[tuple[WebhookEvent, _Result]]:
+    """Store the readings a batch's events handed over, together; an event whose reading could
+    not be stored fails, as it would have on its own."""
+    if not readings:
+        return results
+    errors = telemetry_store_readings([new for _, new in readings], source=Reading.Source.WEBHOOK)
+    failed: dict[Any, Exception] = {}
+    for (event, _), error in zip(readings, errors, strict=True):
+        if error is not None:
+            failed.setdefault(event.pk, error)
+    return [
+        (event, _failed(event, failed[event.pk]))
+        if event.pk in failed and result.status != Status.FAILED
+        else (event, result)
+        for event, result in results
+    ]
 
 
 @dataclass(frozen=True)
@@ -387,14 +410,18 @@ def _result_of(event: WebhookEvent) -> _Result:
     now = timezone.now()
     try:
         outcome = _handle(event)
-    except Exception as exc:
-        reason = _failure_reason(exc)
-        if isinstance(exc, WebhookEventError | TelemetryInputError | SmartcarError):
-            logger.warning("webhook event %s failed: %s", event.pk, reason)
-        else:
-            logger.exception("webhook event %s failed: %s", event.pk, reason)
-        return _Result(Status.FAILED, reason, None)
+    except Exception as exc:  # noqa: BLE001 - never raises: the event fails, logged by _failed
+        return _failed(event, exc)
     return _Result(outcome.status, outcome.note, now, outcome.vehicle)
+
+
+def _failed(event: WebhookEvent, exc: Exception) -> _Result:
+    reason = _failure_reason(exc)
+    if isinstance(exc, WebhookEventError | TelemetryInputError | SmartcarError):
+        logger.warning("webhook event %s failed: %s", event.pk, reason)
+    else:
+        logger.error("webhook event %s failed: %s", event.pk, reason, exc_info=exc)
+    return _Result(Status.FAILED, reason, None)
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -480,7 +507,8 @@ def _outcomes_update(rows: int) -> CompiledUpdate:
         )
 
     return CompiledUpdate(
-        lambda: WebhookEvent.objects.filter(pk__in=pks),
+        # The stubs type an __in lookup's values as plain ids, not expressions.
+        lambda: WebhookEvent.objects.filter(pk__in=cast("list[Any]", pks)),
         status=by_id("status"),
         error=by_id("error"),
         processed_at=by_id("processed_at"),
@@ -515,20 +543,27 @@ def _handle(event: WebhookEvent) -> _Outcome:
     return _Outcome(Status.IGNORED)
 
 
-# A batch's vehicles, read in one query (`webhook_events_process_batch`): the Smartcar ids asked
-# for, and the live vehicles found among them. A context variable rather than a parameter through
-# every event handler; unset outside a batch.
-_PREFETCHED: ContextVar[tuple[set[str], dict[str, Vehicle]] | None] = ContextVar(
-    "webhook_prefetched_vehicles", default=None
-)
+@dataclass
+class _Batch:
+    """A follower's batch being handled (`webhook_events_process_batch`): the Smartcar ids whose
+    vehicles were read in one query, the live vehicles found among them, and the readings its
+    events hand over, stored together once every event is handled."""
+
+    asked: set[str]
+    vehicles: dict[str, Vehicle]
+    readings: list[tuple[WebhookEvent, NewReading]] = field(default_factory=list)
+
+
+# A context variable rather than a parameter through every event handler; unset outside a batch.
+_BATCH: ContextVar[_Batch | None] = ContextVar("webhook_batch", default=None)
 
 
 def _live_vehicle(smartcar_vehicle_id: str) -> Vehicle | None:
     if not smartcar_vehicle_id:
         return None
-    prefetched = _PREFETCHED.get()
-    if prefetched is not None and smartcar_vehicle_id in prefetched[0]:
-        return prefetched[1].get(smartcar_vehicle_id)
+    batch = _BATCH.get()
+    if batch is not None and smartcar_vehicle_id in batch.asked:
+        return batch.vehicles.get(smartcar_vehicle_id)
     found = _LIVE_VEHICLE.fetch(smartcar_vehicle_id=smartcar_vehicle_id)
     return found[0] if found else None
 
@@ -562,12 +597,17 @@ _LIVE_VEHICLE: CompiledSelect[Vehicle] = CompiledSelect(
 )
 
 
-def _store_reading(vehicle: Vehicle, data: ReadingData, received_at: datetime) -> str:
-    """Store the reading; a note when nothing came through (not a failure: nothing to retry)."""
+def _store_reading(event: WebhookEvent, vehicle: Vehicle, data: ReadingData) -> str:
+    """Store the event's reading (in a batch: hand it to the batch); a note when nothing came
+    through (not a failure: nothing to retry)."""
     if data.is_empty():
         return "no_values"
+    batch = _BATCH.get()
+    if batch is not None:
+        batch.readings.append((event, NewReading(vehicle, data, event.received_at)))
+        return ""
     telemetry_store_reading(
-        vehicle=vehicle, data=data, source=Reading.Source.WEBHOOK, received_at=received_at
+        vehicle=vehicle, data=data, source=Reading.Source.WEBHOOK, received_at=event.received_at
     )
     return ""
 
@@ -600,7 +640,7 @@ def _vehicle_state(event: WebhookEvent, payload: Mapping[str, Any]) -> _Outcome:
         vehicle.pk,
         ",".join(error_note(code) for code in trigger_codes(payload)) or "-",
     )
-    return _Outcome(Status.PROCESSED, vehicle, _store_reading(vehicle, data, event.received_at))
+    return _Outcome(Status.PROCESSED, vehicle, _store_reading(event, vehicle, data))
 
 
 def _vehicle_error(event: WebhookEvent, payload: Mapping[str, Any]) -> _Outcome:
@@ -670,7 +710,7 @@ def _legacy_batch(event: WebhookEvent, payload: Mapping[str, Any]) -> _Outcome:
         if vehicle is None:
             continue
         batch = BatchResponse.from_json({"responses": item.get("data")})
-        note = _store_reading(vehicle, reading_from_batch(batch), event.received_at)
+        note = _store_reading(event, vehicle, reading_from_batch(batch))
         notes.append(note)
         matched = matched or vehicle
     if matched is None:
@@ -693,7 +733,7 @@ def _legacy_charging(event: WebhookEvent, payload: Mapping[str, Any]) -> _Outcom
         charging_state=charging_state,
         is_plugged_in=plugged_in,
     )
-    return _Outcome(Status.PROCESSED, vehicle, _store_reading(vehicle, data, event.received_at))
+    return _Outcome(Status.PROCESSED, vehicle, _store_reading(event, vehicle, data))
 
 
 # --- maintenance (manage.py process_webhooks) ---------------------------------------------------

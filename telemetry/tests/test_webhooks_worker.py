@@ -12,6 +12,7 @@ from http import HTTPStatus
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from telemetry.models import Reading, TelemetryState, WebhookEvent
@@ -391,22 +392,53 @@ def test_a_batch_with_two_readings_of_one_car_keeps_the_newer_as_latest(client, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_costs_a_reading_insert_and_a_pointer_update_per_event(
-    client, user, worker_mode, django_assert_max_num_queries
-):
-    vehicle_ids = tuple(f"vid-{n}" for n in range(8))
+@pytest.mark.parametrize("size", [8, 50])
+def test_a_batch_costs_the_same_few_statements_whatever_its_size(client, user, worker_mode, size):
+    vehicle_ids = tuple(f"vid-{n}" for n in range(size))
     linked = link(user, vehicle_ids=vehicle_ids)
     # As the poller leaves them: every live vehicle has its state row.
     TelemetryState.objects.bulk_create([TelemetryState(vehicle=v) for v in linked.vehicles])
     events = stored_events(client, [state_event(vid) for vid in vehicle_ids])
 
-    # One query for the vehicles, INSERT + pointer UPDATE per event, one UPDATE for the
-    # outcomes, no transaction around it. One event at a time costs 4 statements.
-    with django_assert_max_num_queries(2 * len(events) + 2):
+    with CaptureQueriesContext(connection) as captured:
         statuses = webhook_events_process_batch(events)
 
+    # The vehicles in one SELECT, the readings in one INSERT, their pointers in one UPDATE, the
+    # outcomes in one UPDATE. One event at a time costs 4 statements an event.
+    statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "UPDATE",
+    ]
     assert statuses == ["processed"] * len(events)
     assert Reading.objects.count() == len(events)
+    assert TelemetryState.objects.filter(latest_reading__isnull=True).count() == 0
+
+
+def test_an_event_whose_reading_cannot_be_stored_fails_and_the_others_do_not(
+    client, user, worker_mode, caplog
+):
+    link(user, vehicle_ids=("vid-1", "vid-2"))
+    events = stored_events(client, [state_event("vid-1"), error_event("vid-2")])
+
+    def database_down_for_readings(execute, sql, params, many, context):
+        if sql.startswith(f'INSERT INTO "{Reading._meta.db_table}"'):
+            raise DatabaseError("server closed the connection")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(database_down_for_readings):
+        statuses = webhook_events_process_batch(events)
+
+    assert statuses == ["failed", "processed"]
+    row = WebhookEvent.objects.get(pk=events[0].pk)
+    assert (row.status, row.error, row.lease_until) == (
+        "failed",
+        "internal_error:DatabaseError",
+        None,
+    )
+    assert "server closed" in caplog.text  # the traceback is logged, once per event
 
 
 def test_a_batch_whose_outcomes_cannot_be_written_stays_received(client, user, worker_mode, caplog):
