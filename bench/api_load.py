@@ -154,9 +154,15 @@ def server_env(database_url: str) -> dict[str, str]:
     }
 
 
+# The followers' PostgreSQL sessions carry this name, so that their backends' CPU is found.
+FOLLOWER_APPLICATION = "bench-webhook-follower"
+
+
 def start_followers(count: int, database_url: str) -> list[subprocess.Popen[bytes]]:
     """`process_webhooks --follow` processes at a lower CPU priority (the worker mode)."""
     command = ["nice", "-n", "10", sys.executable, "manage.py", "process_webhooks", "--follow"]
+    if database_url.startswith("postgres"):
+        database_url += f"?application_name={FOLLOWER_APPLICATION}"
     return [
         subprocess.Popen(  # noqa: S603 - our own command and venv
             command,
@@ -166,6 +172,27 @@ def start_followers(count: int, database_url: str) -> list[subprocess.Popen[byte
         )
         for _ in range(count)
     ]
+
+
+def followers_cpu_seconds(followers: list[subprocess.Popen[bytes]]) -> tuple[float, float]:
+    """CPU seconds used so far by the follower processes, and by their PostgreSQL backends
+    (0 on SQLite, where the database works inside the follower)."""
+    from django.db import connection
+
+    own = sum(_common.process_cpu_seconds(follower.pid) for follower in followers)
+    backends = 0.0
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                [FOLLOWER_APPLICATION],
+            )
+            for (pid,) in cursor.fetchall():
+                try:
+                    backends += _common.process_cpu_seconds(pid)
+                except OSError:  # a backend that has just gone
+                    continue
+    return own, backends
 
 
 def start_gunicorn(workers: int, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -300,7 +327,9 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if key not in (*row, "round", "errors", "unprocessed") and all(
                 isinstance(v, int | float) for v in values
             ):
-                row[key] = statistics.median(values)
+                row[key] = round(statistics.median(values), 3)
+            elif key == "followerCpuMsPerEvent":  # a pair of figures: each one's median
+                row[key] = [round(statistics.median(pair), 3) for pair in zip(*values, strict=True)]
         row["errors"] = sum(run["errors"] for run in group)  # every error counts, not a median
         row["errorStatuses"] = sorted({s for run in group for s in run["errorStatuses"]})
         if "unprocessed" in group[0]:
@@ -381,10 +410,17 @@ def main() -> None:
                 # touches every row alike rather than the last ones.
                 for round_number in range(args.rounds):
                     for name, call in calls.items():
+                        cpu_before = followers_cpu_seconds(followers)
                         result = load(base, call, numbered, args.requests, connections)
                         numbered += args.requests
                         if name == "webhook":
                             result.update(webhooks_processed())
+                            if followers:
+                                cpu_after = followers_cpu_seconds(followers)
+                                result["followerCpuMsPerEvent"] = [
+                                    round(1000 * (after - before) / args.requests, 3)
+                                    for before, after in zip(cpu_before, cpu_after, strict=True)
+                                ]
                         runs.append({"endpoint": name, "round": round_number, **result})
         finally:
             _common.stop_process(server)
@@ -446,6 +482,17 @@ def main() -> None:
                 f"{' (median)' if run['rounds'] > 1 else ''}, {run['unprocessed']} left "
                 "unprocessed"
             )
+            if "followerCpuMsPerEvent" in run:
+                own, backends = run["followerCpuMsPerEvent"]
+                where = (
+                    f"{backends} ms in their PostgreSQL backends"
+                    if vendor == "postgresql"
+                    else "SQLite's work included"
+                )
+                print(
+                    f"  followers' CPU per event: {own} ms in Python, {where}"
+                    + (" (median)" if run["rounds"] > 1 else "")
+                )
     path = _common.write_results(
         f"api_load-{vendor}",
         {
