@@ -153,6 +153,22 @@ class RecordingStop(threading.Event):
         return super().wait(0)
 
 
+def test_a_follower_claims_again_at_once_after_a_full_batch_and_waits_once_drained(
+    client, user, worker_mode
+):
+    link(user)
+    store(client, 7)
+    stop, seen = RecordingStop(), Counter()
+
+    totals = webhook_events_follow(
+        owner="f1", stop=stop, batch=3, interval=0.25, on_batch=stop_when(7, stop, seen)
+    )
+
+    # 3 and 3 (full: more may be waiting), then 1 (fewer than 3: drained, let events gather).
+    assert totals == {"processed": 7}
+    assert stop.waits == [0.25]
+
+
 def test_a_follower_waits_out_a_database_outage_with_growing_pauses(
     client, user, worker_mode, monkeypatch, caplog
 ):
@@ -175,7 +191,8 @@ def test_a_follower_waits_out_a_database_outage_with_growing_pauses(
         )
 
     assert totals == {"processed": 2}
-    assert stop.waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    # Then the batch of 2, fewer than 5: the queue is drained, wait the interval.
+    assert stop.waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 0.5]
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1  # once per outage, not once per try
     assert "back after 7 failures" in caplog.text
