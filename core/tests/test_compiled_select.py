@@ -12,7 +12,7 @@ from django.db.models import Count
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
-from core.compiled_select import CompiledRows, CompiledSelect, CompiledUpdate, Param
+from core.compiled_select import CompiledRows, CompiledSelect, CompiledUpdate, Param, column
 from telemetry.models import Reading, TelemetryState
 from telemetry.tests.api_support import link_account
 from vehicles.models import Vehicle
@@ -361,3 +361,9 @@ def test_a_nullable_param_sets_null_and_a_plain_one_still_refuses_it(fleet):
 def test_update_refuses_what_it_cannot_keep(fleet, build, values):
     with pytest.raises((TypeError, FieldDoesNotExist)):
         CompiledUpdate(build, **values).execute()
+
+
+def test_column_gives_a_models_field_and_refuses_a_reverse_relation():
+    assert column(TelemetryState, "latest_reading") is STATE.get_field("latest_reading")
+    with pytest.raises(TypeError, match="not a column"):
+        column(Vehicle, "readings")  # the readings' foreign key, seen from the vehicle

@@ -57,7 +57,7 @@ from django.db import connection, transaction
 from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
-from core.compiled_select import CompiledSelect, CompiledUpdate, Param
+from core.compiled_select import CompiledSelect, CompiledUpdate, Param, column
 from core.errors import ApplicationError
 from core.leases import lease_free, lease_owner
 from smartcar_client.errors import SmartcarConfigurationError, SmartcarError
@@ -729,8 +729,8 @@ def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
 # vehicle (a one-to-one), so no ORDER BY.
 _LEASED_STATE: CompiledSelect[TelemetryState] = CompiledSelect(
     lambda: TelemetryState.objects.select_related("vehicle__account", "latest_reading").filter(
-        vehicle=Param("vehicle", TelemetryState._meta.get_field("vehicle")),
-        lease_owner=Param("lease_owner", TelemetryState._meta.get_field("lease_owner")),
+        vehicle=Param("vehicle", column(TelemetryState, "vehicle")),
+        lease_owner=Param("lease_owner", column(TelemetryState, "lease_owner")),
     )[:1]
 )
 
@@ -862,24 +862,23 @@ def _outcome_update(*, state_write: str, scheduled: bool) -> CompiledUpdate:
     missing next poll time is another statement that writes NULL; likewise a poll's deferred
     state write (none, calls only, or calls and a reading) picks the statement."""
 
-    def field(name: str) -> Any:
-        return TelemetryState._meta.get_field(name)
-
     extra: dict[str, Any] = {}
     if state_write != _NO_STATE_WRITE:
         extra = readings.state_write_columns(with_reading=state_write == _READING)
     return CompiledUpdate(
         lambda: TelemetryState.objects.filter(
-            vehicle=Param("vehicle", field("vehicle")),
-            lease_owner=Param("lease_owner", field("lease_owner")),
+            vehicle=Param("vehicle", column(TelemetryState, "vehicle")),
+            lease_owner=Param("lease_owner", column(TelemetryState, "lease_owner")),
         ),
-        last_polled_at=Param("now", field("last_polled_at")),
-        last_outcome=Param("outcome", field("last_outcome")),
-        last_error=Param("error", field("last_error")),
-        consecutive_failures=Param("failures", field("consecutive_failures")),
-        next_poll_at=Param("next_poll_at", field("next_poll_at")) if scheduled else None,
+        last_polled_at=Param("now", column(TelemetryState, "last_polled_at")),
+        last_outcome=Param("outcome", column(TelemetryState, "last_outcome")),
+        last_error=Param("error", column(TelemetryState, "last_error")),
+        consecutive_failures=Param("failures", column(TelemetryState, "consecutive_failures")),
+        next_poll_at=Param("next_poll_at", column(TelemetryState, "next_poll_at"))
+        if scheduled
+        else None,
         lease_until=None,
-        updated_at=Param("now", field("updated_at")),
+        updated_at=Param("now", column(TelemetryState, "updated_at")),
         **extra,
     )
 

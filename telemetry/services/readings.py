@@ -36,10 +36,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError
-from django.db.models import Case, Exists, F, Model, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from core.compiled_select import CompiledUpdate, Param
+from core.compiled_select import CompiledUpdate, Param, column
 from core.errors import ReconnectRequiredError
 from core.transactions import savepoint_if_in_transaction
 from smartcar_client.errors import SmartcarBillingError, SmartcarError
@@ -282,36 +282,32 @@ def _move_latest_and_count_update() -> CompiledUpdate:
     # the one we read.
     return CompiledUpdate(
         lambda: TelemetryState.objects.filter(
-            vehicle=Param("vehicle", _field(TelemetryState, "vehicle"))
+            vehicle=Param("vehicle", column(TelemetryState, "vehicle"))
         ),
         **state_write_columns(with_reading=True),
-        updated_at=Param("now", _field(TelemetryState, "updated_at")),
+        updated_at=Param("now", column(TelemetryState, "updated_at")),
     )
 
 
-def _field(model: type[Model], name: str) -> Any:
-    return model._meta.get_field(name)
-
-
 def _pointer_column() -> Case:
-    reading = Param("reading", _field(TelemetryState, "latest_reading"))
+    reading = Param("reading", column(TelemetryState, "latest_reading"))
     older_latest = Exists(
         Reading.objects.filter(
             pk=OuterRef("latest_reading_id"),
-            recorded_at__lt=Param("recorded", _field(Reading, "recorded_at")),
+            recorded_at__lt=Param("recorded", column(Reading, "recorded_at")),
         )
     )
     return Case(
         When(latest_reading__isnull=True, then=reading),
         When(older_latest, then=reading),
         default=F("latest_reading"),
-        output_field=_field(TelemetryState, "latest_reading"),
+        output_field=column(TelemetryState, "latest_reading"),
     )
 
 
 def _calls_columns() -> dict[str, Any]:
-    month = Param("month", _field(TelemetryState, "calls_month"))
-    calls = Param("calls", _field(TelemetryState, "calls_this_month"))
+    month = Param("month", column(TelemetryState, "calls_month"))
+    calls = Param("calls", column(TelemetryState, "calls_this_month"))
     return {
         "calls_this_month": Case(
             When(calls_month=month, then=F("calls_this_month") + calls),
@@ -328,20 +324,20 @@ def _move_latest_update() -> CompiledUpdate:
     # A webhook's reading (no calls to count): the pointer moves, and the row is touched, only
     # if the reading is newer. Compiled once for the same reason as the one above: built per
     # call it was a webhook follower's largest CPU cost (docs/performance.md).
-    reading = Param("reading", _field(TelemetryState, "latest_reading"))
+    reading = Param("reading", column(TelemetryState, "latest_reading"))
     older_latest = Exists(
         Reading.objects.filter(
             pk=OuterRef("latest_reading_id"),
-            recorded_at__lt=Param("recorded", _field(Reading, "recorded_at")),
+            recorded_at__lt=Param("recorded", column(Reading, "recorded_at")),
         )
     )
     return CompiledUpdate(
         lambda: TelemetryState.objects.filter(
             Q(latest_reading__isnull=True) | older_latest,
-            vehicle=Param("vehicle", _field(TelemetryState, "vehicle")),
+            vehicle=Param("vehicle", column(TelemetryState, "vehicle")),
         ),
         latest_reading=reading,
-        updated_at=Param("now", _field(TelemetryState, "updated_at")),
+        updated_at=Param("now", column(TelemetryState, "updated_at")),
     )
 
 

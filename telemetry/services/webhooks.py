@@ -70,7 +70,7 @@ from django.db.models import Case, F, Q, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from core.compiled_select import CompiledSelect, CompiledUpdate, Param
+from core.compiled_select import CompiledSelect, CompiledUpdate, Param, column
 from core.errors import ApplicationError
 from core.leases import lease_free
 from core.transactions import savepoint_if_in_transaction
@@ -493,11 +493,10 @@ def _write_outcomes(chunk: Sequence[tuple[WebhookEvent, _Result]]) -> None:
 
 def _outcomes_update(rows: int) -> CompiledUpdate:
     """SET each column to a CASE keyed by id, for `rows` events named by Params "pk0", …"""
-    meta = WebhookEvent._meta
-    pks = [Param(f"pk{i}", meta.pk) for i in range(rows)]
+    pks = [Param(f"pk{i}", column(WebhookEvent, "id")) for i in range(rows)]
 
     def by_id(name: str, value: Callable[[Param], Any] = lambda param: param) -> Case:
-        field: Any = meta.get_field(name)
+        field = column(WebhookEvent, name)
         return Case(
             *[
                 When(pk=pk, then=value(Param(f"{name}{i}", field, nullable=True)))
@@ -590,9 +589,7 @@ def _live_vehicles_query() -> Any:
 # most one live row per Smartcar vehicle id (a constraint), so no ORDER BY.
 _LIVE_VEHICLE: CompiledSelect[Vehicle] = CompiledSelect(
     lambda: _live_vehicles_query().filter(
-        smartcar_vehicle_id=Param(
-            "smartcar_vehicle_id", Vehicle._meta.get_field("smartcar_vehicle_id")
-        )
+        smartcar_vehicle_id=Param("smartcar_vehicle_id", column(Vehicle, "smartcar_vehicle_id"))
     )[:1]
 )
 
