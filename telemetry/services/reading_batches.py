@@ -58,6 +58,8 @@ def telemetry_store_readings(
     """
     outcomes: list[Exception | None] = [None] * len(readings)
     together, alone = _plan(readings)
+    if len(together) == 1:  # one row needs no bulk INSERT (nor the transaction it takes)
+        alone, together = sorted(alone + together), []
     if together:
         rows = [_row(readings[i], source) for i in together]
         try:

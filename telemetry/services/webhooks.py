@@ -361,6 +361,8 @@ def webhook_events_process_batch(events: Sequence[WebhookEvent]) -> list[str]:
     they stay as they were (`received`: processed again later, idempotently)."""
     todo = [event for event in events if event.status not in FINAL_STATUSES]
     ids = {event.smartcar_vehicle_id for event in todo if event.smartcar_vehicle_id}
+    if len(ids) < 2:
+        ids = set()  # one vehicle: its compiled lookup is cheaper than building the IN query
     try:
         known = _live_vehicles(ids)
     except DatabaseError:
