@@ -64,7 +64,11 @@ def telemetry_store_readings(
         rows = [_row(readings[i], source) for i in together]
         try:
             with savepoint_if_in_transaction():
-                Reading.objects.bulk_create(rows)
+                # In key order: two followers inserting the same vehicle times then wait for
+                # each other in one order, never in a cycle (a deadlock, then stored alone).
+                Reading.objects.bulk_create(
+                    sorted(rows, key=lambda row: (row.vehicle_id, row.recorded_at))
+                )
         except DatabaseError:
             alone = sorted(alone + together)
         else:

@@ -1,5 +1,6 @@
 """telemetry.services.reading_batches: many readings stored at once, as one by one would."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -239,3 +240,45 @@ def test_an_empty_reading_is_refused_before_anything_is_written(user):
     with pytest.raises(ValueError, match="empty"):
         telemetry_store_readings(readings, source=WEBHOOK)
     assert not Reading.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_storing_the_same_vehicle_times_at_once_store_each_once(user):
+    # Two followers (or a follower and a retry) with the same readings, in opposite orders.
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("the in-memory SQLite test database fails concurrent writers")
+    vehicle_ids = tuple(f"vid-{n}" for n in range(20))
+    linked = link(user, vehicle_ids=vehicle_ids)
+    TelemetryState.objects.bulk_create([TelemetryState(vehicle=v) for v in linked.vehicles])
+    barrier = threading.Barrier(2)
+    outcomes: list[list] = []
+    errors: list[BaseException] = []
+
+    def follower(reverse: bool) -> None:
+        try:
+            vehicles = loaded(vehicle_ids)
+            readings = [
+                NewReading(v, ReadingData(recorded_at=at(minute), soc_pct=minute), BASE)
+                for v in vehicles
+                for minute in (1, 2)
+            ]
+            barrier.wait(timeout=10)
+            outcomes.append(
+                telemetry_store_readings(readings[::-1] if reverse else readings, source=WEBHOOK)
+            )
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=follower, args=(reverse,)) for reverse in (False, True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert outcomes == [[None] * 40, [None] * 40]
+    assert Reading.objects.count() == 40  # no twin
+    states = TelemetryState.objects.select_related("latest_reading")
+    assert {s.latest_reading.recorded_at for s in states} == {at(2)}
