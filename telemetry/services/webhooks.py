@@ -386,7 +386,11 @@ def _with_stored_readings(
     not be stored fails, as it would have on its own."""
     if not readings:
         return results
-    errors = telemetry_store_readings([new for _, new in readings], source=Reading.Source.WEBHOOK)
+    new_readings = [new for _, new in readings]
+    try:
+        errors = telemetry_store_readings(new_readings, source=Reading.Source.WEBHOOK)
+    except Exception as exc:  # noqa: BLE001 - a bug there fails these events, not the follower
+        errors = [exc] * len(new_readings)
     failed: dict[Any, Exception] = {}
     for (event, _), error in zip(readings, errors, strict=True):
         if error is not None:

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from telemetry.models import Reading, TelemetryState, WebhookEvent
-from telemetry.services import webhook_worker
+from telemetry.services import webhook_worker, webhooks
 from telemetry.services.webhook_worker import (
     webhook_events_claim,
     webhook_events_follow,
@@ -458,6 +458,24 @@ def test_an_event_whose_reading_cannot_be_stored_fails_and_the_others_do_not(
         None,
     )
     assert "server closed" in caplog.text  # the traceback is logged, once per event
+
+
+def test_a_bug_storing_a_batchs_readings_fails_those_events_and_not_the_follower(
+    client, user, worker_mode, monkeypatch, caplog
+):
+    link(user, vehicle_ids=("vid-1", "vid-2"))
+    events = stored_events(client, [state_event("vid-1"), error_event("vid-2")])
+
+    def broken(readings, *, source):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(webhooks, "telemetry_store_readings", broken)
+
+    statuses = webhook_events_process_batch(events)  # does not raise
+
+    assert statuses == ["failed", "processed"]
+    assert WebhookEvent.objects.get(pk=events[0].pk).error == "internal_error:RuntimeError"
+    assert "a bug" in caplog.text  # with its traceback
 
 
 def test_a_batch_whose_outcomes_cannot_be_written_stays_received(client, user, worker_mode, caplog):
