@@ -120,7 +120,14 @@ def webhook_events_follow(
         if not events:
             stop.wait(interval)
             continue
-        done = Counter(webhook_events_process_batch(events))  # never raises
+        try:
+            done = Counter(webhook_events_process_batch(events))
+        except Exception:
+            # It should never raise; a bug must not end the follower. The batch keeps its
+            # claims until the lease runs out, and is then tried again (by any follower).
+            logger.exception("webhook follower: processing %d events failed", len(events))
+            stop.wait(interval)
+            continue
         totals.update(done)
         logger.info("webhook follower: processed %s", dict(done))
         if on_batch is not None:

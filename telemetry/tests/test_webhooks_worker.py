@@ -169,6 +169,34 @@ def test_a_follower_claims_again_at_once_after_a_full_batch_and_waits_once_drain
     assert stop.waits == [0.25]
 
 
+def test_a_bug_in_a_batch_is_logged_and_the_follower_goes_on(
+    client, user, worker_mode, monkeypatch, caplog
+):
+    link(user)
+    store(client, 4)
+    stop, seen = threading.Event(), Counter()
+    real = webhook_worker.webhook_events_process_batch
+    calls = []
+
+    def broken_once(events):
+        calls.append(len(events))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(events)
+
+    monkeypatch.setattr(webhook_worker, "webhook_events_process_batch", broken_once)
+
+    totals = webhook_events_follow(
+        owner="f1", stop=stop, batch=2, interval=0.01, on_batch=stop_when(2, stop, seen)
+    )
+
+    assert totals == {"processed": 2}  # the next batch, after the failed one
+    assert calls == [2, 2]
+    assert "processing 2 events failed" in caplog.text
+    # The failed batch is still claimed: it comes back once its lease runs out.
+    assert WebhookEvent.objects.filter(status="received", lease_owner="f1").count() == 2
+
+
 def test_a_follower_waits_out_a_database_outage_with_growing_pauses(
     client, user, worker_mode, monkeypatch, caplog
 ):
