@@ -34,7 +34,7 @@ from core.compiled_select import CompiledUpdate, Param, column
 from core.transactions import savepoint_if_in_transaction
 from telemetry.mapping import ReadingData
 from telemetry.models import Reading, TelemetryState
-from telemetry.services.readings import cached_state, telemetry_store_reading
+from telemetry.services.readings import cached_state, reading_row, telemetry_store_reading
 from vehicles.models import Vehicle
 
 
@@ -120,20 +120,8 @@ def _plan(readings: Sequence[NewReading]) -> tuple[list[int], list[int]]:
 
 
 def _row(new: NewReading, source: str) -> Reading:
-    data = new.data
-    return Reading(
-        vehicle=new.vehicle,
-        recorded_at=data.recorded_at or new.received_at,
-        received_at=new.received_at,
-        source=source,
-        soc_pct=data.soc_pct,
-        range_km=data.range_km,
-        charging_state=data.charging_state,
-        is_plugged_in=data.is_plugged_in,
-        latitude=data.latitude,
-        longitude=data.longitude,
-        odometer_km=data.odometer_km,
-        field_errors=dict(data.field_errors),
+    return reading_row(
+        vehicle=new.vehicle, data=new.data, source=source, received_at=new.received_at
     )
 
 

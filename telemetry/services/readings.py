@@ -208,20 +208,7 @@ def telemetry_store_reading(
         twin = Reading.objects.filter(vehicle_id=vehicle.pk, recorded_at=recorded).first()
         if twin is not None:
             return twin, False
-    reading = Reading(
-        vehicle=vehicle,
-        recorded_at=recorded,
-        received_at=received,
-        source=source,
-        soc_pct=data.soc_pct,
-        range_km=data.range_km,
-        charging_state=data.charging_state,
-        is_plugged_in=data.is_plugged_in,
-        latitude=data.latitude,
-        longitude=data.longitude,
-        odometer_km=data.odometer_km,
-        field_errors=dict(data.field_errors),
-    )
+    reading = reading_row(vehicle=vehicle, data=data, source=source, received_at=received)
     try:
         _insert(reading)
     except IntegrityError:
@@ -259,6 +246,26 @@ def telemetry_store_reading(
     return reading, True
 
 
+def reading_row(
+    *, vehicle: Vehicle, data: ReadingData, source: str, received_at: datetime
+) -> Reading:
+    """The (unsaved) row for `data`; its vehicle time, or `received_at` if it carries none."""
+    return Reading(
+        vehicle=vehicle,
+        recorded_at=data.recorded_at or received_at,
+        received_at=received_at,
+        source=source,
+        soc_pct=data.soc_pct,
+        range_km=data.range_km,
+        charging_state=data.charging_state,
+        is_plugged_in=data.is_plugged_in,
+        latitude=data.latitude,
+        longitude=data.longitude,
+        odometer_km=data.odometer_km,
+        field_errors=dict(data.field_errors),
+    )
+
+
 def _move_latest_and_count(
     *, vehicle_pk: Any, reading_pk: Any, recorded: datetime, month: date, calls: int
 ) -> int:
@@ -291,17 +298,23 @@ def _move_latest_and_count_update() -> CompiledUpdate:
 
 def _pointer_column() -> Case:
     reading = Param("reading", column(TelemetryState, "latest_reading"))
-    older_latest = Exists(
-        Reading.objects.filter(
-            pk=OuterRef("latest_reading_id"),
-            recorded_at__lt=Param("recorded", column(Reading, "recorded_at")),
-        )
-    )
+    older_latest = _older_latest()
     return Case(
         When(latest_reading__isnull=True, then=reading),
         When(older_latest, then=reading),
         default=F("latest_reading"),
         output_field=column(TelemetryState, "latest_reading"),
+    )
+
+
+def _older_latest() -> Exists:
+    """The live row's latest reading is older than the Param "recorded" (decided when the
+    UPDATE runs, not from the row we read)."""
+    return Exists(
+        Reading.objects.filter(
+            pk=OuterRef("latest_reading_id"),
+            recorded_at__lt=Param("recorded", column(Reading, "recorded_at")),
+        )
     )
 
 
@@ -325,12 +338,7 @@ def _move_latest_update() -> CompiledUpdate:
     # if the reading is newer. Compiled once for the same reason as the one above: built per
     # call it was a webhook follower's largest CPU cost (docs/performance.md).
     reading = Param("reading", column(TelemetryState, "latest_reading"))
-    older_latest = Exists(
-        Reading.objects.filter(
-            pk=OuterRef("latest_reading_id"),
-            recorded_at__lt=Param("recorded", column(Reading, "recorded_at")),
-        )
-    )
+    older_latest = _older_latest()
     return CompiledUpdate(
         lambda: TelemetryState.objects.filter(
             Q(latest_reading__isnull=True) | older_latest,
