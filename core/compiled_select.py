@@ -18,7 +18,8 @@ the placeholder's field exactly as the ORM converts a lookup's value. A placehol
 Querysets whose results the kept steps would not reproduce (values(), annotations,
 prefetch_related, …) are refused when first compiled. `CompiledRows` does the same for a
 `values_list()` queryset and returns its tuples, `CompiledUpdate` for an UPDATE of a filtered
-queryset (a `Param` may stand for a value set as well as for one filtered on).
+queryset (a `Param` may stand for a value set as well as for one filtered on), and
+`RowsUpdate` for an UPDATE that covers many rows each with values of its own.
 
 Uses Django's compiler internals (`select`, `klass_info`, converters, related populators), the
 same steps `ModelIterable` and `results_iter` take; `core/tests/test_compiled_select.py` pins
@@ -28,7 +29,7 @@ the behaviour against the ORM's on both databases.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -38,6 +39,7 @@ from django.db.models.query import ModelIterable, ValuesListIterable, get_relate
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Param(Expression):
@@ -233,6 +235,43 @@ class CompiledUpdate(_Kept["_Sql"]):
             names=frozenset(p.name for p in params if isinstance(p, _Slot)),
             compiler=None,
         )
+
+
+class RowsUpdate(Generic[R]):
+    """An UPDATE whose statement grows with the rows it covers (a CASE branch or an OR term per
+    row), at most `most` rows a statement. `build(size)` returns the CompiledUpdate for `size`
+    rows, whose Params `values(i, row)` names for row i; it is built for each power of two up
+    to `most` and compiled once per thread, and a call's rows are padded with its last (so a
+    row repeated must change nothing more)."""
+
+    def __init__(
+        self,
+        build: Callable[[int], CompiledUpdate],
+        values: Callable[[int, R], dict[str, Any]],
+        *,
+        most: int = 64,
+    ) -> None:
+        self._build = build
+        self._values = values
+        self.most = most
+        self._updates: dict[int, CompiledUpdate] = {}
+
+    def chunks(self, rows: Sequence[R]) -> list[Sequence[R]]:
+        """`rows` in slices of at most `most`, one statement each."""
+        return [rows[start : start + self.most] for start in range(0, len(rows), self.most)]
+
+    def execute(self, rows: Sequence[R], **shared: Any) -> int:
+        """One UPDATE for `rows` (1 to `most` of them) and the `shared` Params' values."""
+        if not 0 < len(rows) <= self.most:
+            raise ValueError(f"RowsUpdate takes 1 to {self.most} rows, not {len(rows)}")
+        size = 1 << (len(rows) - 1).bit_length()
+        values = dict(shared)
+        for i, row in enumerate([*rows, *[rows[-1]] * (size - len(rows))]):
+            values.update(self._values(i, row))
+        update = self._updates.get(size)
+        if update is None:
+            update = self._updates.setdefault(size, self._build(size))
+        return update.execute(**values)
 
 
 def _compile_sql(queryset: QuerySet[Any], db: str) -> _Sql:

@@ -8,11 +8,18 @@ from unittest.mock import patch
 import pytest
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Case, Count, Q, When
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
-from core.compiled_select import CompiledRows, CompiledSelect, CompiledUpdate, Param, column
+from core.compiled_select import (
+    CompiledRows,
+    CompiledSelect,
+    CompiledUpdate,
+    Param,
+    RowsUpdate,
+    column,
+)
 from telemetry.models import Reading, TelemetryState
 from telemetry.tests.api_support import link_account
 from vehicles.models import Vehicle
@@ -367,3 +374,59 @@ def test_column_gives_a_models_field_and_refuses_a_reverse_relation():
     assert column(TelemetryState, "latest_reading") is STATE.get_field("latest_reading")
     with pytest.raises(TypeError, match="not a column"):
         column(Vehicle, "readings")  # the readings' foreign key, seen from the vehicle
+
+
+# --- RowsUpdate ---------------------------------------------------------------------------------
+
+
+def failures_update(size: int) -> CompiledUpdate:
+    """Each of `size` vehicles' state gets its own consecutive_failures."""
+    vehicles = [Param(f"vehicle{i}", column(TelemetryState, "vehicle")) for i in range(size)]
+    failures = column(TelemetryState, "consecutive_failures")
+    rows = Q()
+    for vehicle in vehicles:
+        rows |= Q(vehicle=vehicle)
+    return CompiledUpdate(
+        lambda: TelemetryState.objects.filter(rows),
+        consecutive_failures=Case(
+            *[
+                When(vehicle=vehicle, then=Param(f"failures{i}", failures))
+                for i, vehicle in enumerate(vehicles)
+            ],
+            output_field=failures,
+        ),
+        last_error=Param("note", column(TelemetryState, "last_error")),
+    )
+
+
+@pytest.mark.parametrize("count", [1, 3, 8, 64, 130])
+def test_rows_update_gives_each_row_its_own_values_in_statements_of_64(user, count):
+    vehicle_ids = tuple(f"vid-{n}" for n in range(count))
+    linked = link_account(user, vehicle_ids=vehicle_ids)
+    TelemetryState.objects.bulk_create([TelemetryState(vehicle=v) for v in linked.vehicles])
+    update = RowsUpdate(
+        failures_update,
+        lambda i, row: {f"vehicle{i}": row[0], f"failures{i}": row[1]},
+    )
+    rows = [(vehicle.pk, n + 1) for n, vehicle in enumerate(linked.vehicles)]
+
+    with CaptureQueriesContext(connection) as captured:
+        changed = sum(update.execute(chunk, note="x") for chunk in update.chunks(rows))
+
+    assert changed == count  # a padded row is the last one again, not one more
+    assert len(captured.captured_queries) == -(-count // 64)
+    assert dict(TelemetryState.objects.values_list("vehicle_id", "consecutive_failures")) == dict(
+        rows
+    )
+    assert set(TelemetryState.objects.values_list("last_error", flat=True)) == {"x"}
+    # One statement per power of two used, never one per row count.
+    assert set(update._updates) <= {1, 2, 4, 8, 16, 32, 64}
+
+
+def test_rows_update_refuses_no_rows_and_too_many():
+    update = RowsUpdate(failures_update, lambda i, row: {}, most=4)
+    with pytest.raises(ValueError, match="1 to 4 rows"):
+        update.execute([])
+    with pytest.raises(ValueError, match="1 to 4 rows"):
+        update.execute([1, 2, 3, 4, 5])
+    assert update.chunks(list(range(9))) == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]

@@ -4,7 +4,8 @@ A webhook follower's claimed batch (`webhook_events_process_batch`) carries a re
 One at a time, each costs the database an INSERT and a pointer UPDATE, each its own commit;
 those statements were most of what a follower's PostgreSQL backend did while the webhook
 answers waited for the same CPUs (issue 8, docs/performance.md). Here the batch's new readings
-go in with one INSERT and the vehicles' latest pointers move with one UPDATE per 64 vehicles.
+go in with one INSERT and the vehicles' latest pointers move with one UPDATE per 64 vehicles
+(`core.compiled_select.RowsUpdate`).
 
 Same results as one by one, in order: a reading at the vehicle time of the latest one, or of
 one before it in the batch, is not stored again; the pointer only moves forward, decided against
@@ -30,7 +31,7 @@ from django.db.models import Case, OuterRef, Q, Subquery, When
 from django.db.models.lookups import LessThan
 from django.utils import timezone
 
-from core.compiled_select import CompiledUpdate, Param, column
+from core.compiled_select import CompiledUpdate, Param, RowsUpdate, column
 from core.transactions import savepoint_if_in_transaction
 from telemetry.mapping import ReadingData
 from telemetry.models import Reading, TelemetryState
@@ -136,10 +137,9 @@ def _newest_per_vehicle(rows: Sequence[Reading]) -> list[Reading]:
 
 def _move_pointers(rows: Sequence[Reading]) -> Exception | None:
     """Move each vehicle's latest pointer to its newest stored row, where that is newer."""
-    moves = _newest_per_vehicle(rows)
     try:
-        for start in range(0, len(moves), _POINTER_ROWS):
-            _move_chunk(moves[start : start + _POINTER_ROWS])
+        for chunk in _POINTERS.chunks(_newest_per_vehicle(rows)):
+            _POINTERS.execute(chunk, now=timezone.now())
     except DatabaseError as exc:
         return exc
     return None
@@ -157,24 +157,8 @@ def _remember_latest(rows: Sequence[Reading], vehicles: Sequence[Vehicle]) -> No
             state.latest_reading = row
 
 
-# Pointers move at most this many vehicles at a time, in an UPDATE compiled once per thread for
-# each power of two up to it (a chunk padded with its last move, which changes nothing).
-_POINTER_ROWS = 64
-_POINTER_UPDATES: dict[int, CompiledUpdate] = {}
-
-
-def _move_chunk(moves: Sequence[Reading]) -> None:
-    size = 1 << (len(moves) - 1).bit_length()
-    padded = list(moves) + [moves[-1]] * (size - len(moves))
-    values: dict[str, Any] = {"now": timezone.now()}
-    for i, row in enumerate(padded):
-        values[f"vehicle{i}"] = row.vehicle_id
-        values[f"reading{i}"] = row.pk
-        values[f"recorded{i}"] = row.recorded_at
-    update = _POINTER_UPDATES.get(size)
-    if update is None:
-        update = _POINTER_UPDATES.setdefault(size, _pointers_update(size))
-    update.execute(**values)
+def _pointer_values(i: int, row: Reading) -> dict[str, Any]:
+    return {f"vehicle{i}": row.vehicle_id, f"reading{i}": row.pk, f"recorded{i}": row.recorded_at}
 
 
 def _pointers_update(size: int) -> CompiledUpdate:
@@ -198,3 +182,6 @@ def _pointers_update(size: int) -> CompiledUpdate:
         latest_reading=Case(*readings, output_field=pointer),
         updated_at=Param("now", column(TelemetryState, "updated_at")),
     )
+
+
+_POINTERS: RowsUpdate[Reading] = RowsUpdate(_pointers_update, _pointer_values)

@@ -70,7 +70,7 @@ from django.db.models import Case, F, Q, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from core.compiled_select import CompiledSelect, CompiledUpdate, Param, column
+from core.compiled_select import CompiledSelect, CompiledUpdate, Param, RowsUpdate, column
 from core.errors import ApplicationError
 from core.leases import lease_free
 from core.transactions import savepoint_if_in_transaction
@@ -460,13 +460,12 @@ def _record(event: WebhookEvent, result: _Result) -> None:
 
 
 def _record_many(results: Sequence[tuple[WebhookEvent, _Result]]) -> None:
-    """`_record` for many events in one statement per `_OUTCOMES_ROWS` of them. Not
-    `bulk_update`: it wraps its UPDATE in a transaction, and on SQLite a low-priority follower
-    holding the write lock across three statements held up the webhook answers' INSERTs."""
-    for start in range(0, len(results), _OUTCOMES_ROWS):
-        chunk = results[start : start + _OUTCOMES_ROWS]
+    """`_record` for many events in one statement per 64 of them. Not `bulk_update`: it wraps
+    its UPDATE in a transaction, and on SQLite a low-priority follower holding the write lock
+    across three statements held up the webhook answers' INSERTs."""
+    for chunk in _OUTCOMES.chunks(results):
         try:
-            _write_outcomes(chunk)
+            _OUTCOMES.execute(chunk)
         except DatabaseError:
             logger.exception("webhook batch: could not record %d outcomes", len(chunk))
             continue
@@ -474,27 +473,15 @@ def _record_many(results: Sequence[tuple[WebhookEvent, _Result]]) -> None:
             _remember(event, result)
 
 
-# Outcomes are written at most this many at a time, in an UPDATE compiled once per thread for
-# each power of two up to it (a chunk is padded with its last row, which changes nothing).
-# Built per batch, the CASE expressions cost the follower 60 ms of CPU per 50 events.
-_OUTCOMES_ROWS = 64
-_OUTCOMES_UPDATES: dict[int, CompiledUpdate] = {}
-
-
-def _write_outcomes(chunk: Sequence[tuple[WebhookEvent, _Result]]) -> None:
-    rows = 1 << (len(chunk) - 1).bit_length()
-    padded = list(chunk) + [chunk[-1]] * (rows - len(chunk))
-    values: dict[str, Any] = {}
-    for i, (event, result) in enumerate(padded):
-        values[f"pk{i}"] = event.pk
-        values[f"status{i}"] = result.status
-        values[f"error{i}"] = result.note[:200]
-        values[f"processed_at{i}"] = result.processed_at
-        values[f"vehicle{i}"] = None if result.vehicle is None else result.vehicle.pk
-    update = _OUTCOMES_UPDATES.get(rows)
-    if update is None:
-        update = _OUTCOMES_UPDATES.setdefault(rows, _outcomes_update(rows))
-    update.execute(**values)
+def _outcome_values(i: int, outcome: tuple[WebhookEvent, _Result]) -> dict[str, Any]:
+    event, result = outcome
+    return {
+        f"pk{i}": event.pk,
+        f"status{i}": result.status,
+        f"error{i}": result.note[:200],
+        f"processed_at{i}": result.processed_at,
+        f"vehicle{i}": None if result.vehicle is None else result.vehicle.pk,
+    }
 
 
 def _outcomes_update(rows: int) -> CompiledUpdate:
@@ -522,6 +509,10 @@ def _outcomes_update(rows: int) -> CompiledUpdate:
         attempts=F("attempts") + 1,
         lease_until=None,  # a follower's claim ends with the outcome
     )
+
+
+# Built per batch, its CASE expressions cost the follower 60 ms of CPU per 50 events.
+_OUTCOMES: RowsUpdate[tuple[WebhookEvent, _Result]] = RowsUpdate(_outcomes_update, _outcome_values)
 
 
 def _remember(event: WebhookEvent, result: _Result) -> None:
