@@ -124,6 +124,19 @@ def test_database_connection_settings(tmp_path, database_url, prepared, expect_p
     assert result.stdout.strip().splitlines()[-1] == expected
 
 
+@pytest.mark.parametrize(("value", "expected"), [(None, "True"), ("false", "False")])
+def test_connection_health_checks_are_on_unless_turned_off(tmp_path, value, expected):
+    env = {"DEBUG": "true"}
+    if value is not None:
+        env["DATABASE_CONN_HEALTH_CHECKS"] = value
+    show = "from django.conf import settings; print(settings.DATABASES['default']['CONN_HEALTH_CHECKS'])"
+
+    result = manage("shell", "-c", show, env=env, tmp_path=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
