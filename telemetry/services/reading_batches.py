@@ -55,8 +55,11 @@ def telemetry_store_readings(
     """Store `readings` (none empty) as `telemetry_store_reading` would, one after another.
 
     Returns, per reading and in order, None (stored, or held already) or the exception storing
-    it raised; never raises itself for a reading's failure.
+    it raised; never raises itself for a reading's failure. An unknown `source` or an empty
+    reading is refused (ValueError) before anything is written.
     """
+    if source not in Reading.Source.values:
+        raise ValueError(f"unknown reading source {source!r}")
     outcomes: list[Exception | None] = [None] * len(readings)
     together, alone = _plan(readings)
     if len(together) == 1:  # one row needs no bulk INSERT (nor the transaction it takes)

@@ -229,7 +229,7 @@ def test_pointers_that_cannot_be_moved_fail_the_readings_that_needed_them(user):
     assert cached_latest(vehicle) is None  # the cached state follows what was written
 
 
-def test_an_empty_reading_is_refused_before_anything_is_written(user):
+def test_an_empty_reading_or_unknown_source_is_refused_before_anything_is_written(user):
     link(user, vehicle_ids=("vid-1",))
     (vehicle,) = loaded(("vid-1",))
     readings = [
@@ -239,6 +239,8 @@ def test_an_empty_reading_is_refused_before_anything_is_written(user):
 
     with pytest.raises(ValueError, match="empty"):
         telemetry_store_readings(readings, source=WEBHOOK)
+    with pytest.raises(ValueError, match="unknown reading source"):
+        telemetry_store_readings(readings[:1], source="carrier-pigeon")
     assert not Reading.objects.exists()
 
 
