@@ -62,7 +62,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--interval",
             type=float,
-            help=f"Seconds between looks when nothing waits (--follow; {DEFAULT_INTERVAL_SECONDS}).",
+            help=(
+                "Seconds to wait once the queue is drained, for events to gather (--follow; "
+                f"{DEFAULT_INTERVAL_SECONDS})."
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
