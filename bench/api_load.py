@@ -375,6 +375,9 @@ def main() -> None:
         parser.error("--rounds and --followers must be at least 1")
 
     vendor = _common.setup_django(args.database_url, settings_module=SETTINGS)
+    from django.conf import settings
+
+    mode = settings.SMARTCAR_WEBHOOK_PROCESSING  # bench/settings.py, as the server's
     _common.create_database("api")
     try:
         db_version = _common.database_version()
@@ -385,10 +388,8 @@ def main() -> None:
 
         connection.close()
         server, base = start_gunicorn(args.gunicorn_workers, _common.database_url())
-        from django.conf import settings
-
         followers = []
-        if settings.SMARTCAR_WEBHOOK_PROCESSING == "worker":
+        if mode == "worker":
             followers = start_followers(args.followers, _common.database_url())
         try:
             calls = endpoints(base, seeded, args.users, args.history_vehicles)
@@ -410,12 +411,13 @@ def main() -> None:
                 # touches every row alike rather than the last ones.
                 for round_number in range(args.rounds):
                     for name, call in calls.items():
-                        cpu_before = followers_cpu_seconds(followers)
+                        measured = name == "webhook" and followers
+                        cpu_before = followers_cpu_seconds(followers) if measured else (0.0, 0.0)
                         result = load(base, call, numbered, args.requests, connections)
                         numbered += args.requests
                         if name == "webhook":
                             result.update(webhooks_processed())
-                            if followers:
+                            if measured:
                                 cpu_after = followers_cpu_seconds(followers)
                                 result["followerCpuMsPerEvent"] = [
                                     round(1000 * (after - before) / args.requests, 3)
@@ -471,9 +473,6 @@ def main() -> None:
             ],
         )
     )
-    from django.conf import settings
-
-    mode = settings.SMARTCAR_WEBHOOK_PROCESSING  # bench/settings.py, as the server's
     for run in rows:
         if run["endpoint"] == "webhook":
             print(
