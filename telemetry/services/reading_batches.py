@@ -35,7 +35,12 @@ from core.compiled_select import CompiledUpdate, Param, RowsUpdate, column
 from core.transactions import savepoint_if_in_transaction
 from telemetry.mapping import ReadingData
 from telemetry.models import Reading, TelemetryState
-from telemetry.services.readings import cached_state, reading_row, telemetry_store_reading
+from telemetry.services.readings import (
+    cached_state,
+    check_reading_source,
+    reading_row,
+    telemetry_store_reading,
+)
 from vehicles.models import Vehicle
 
 
@@ -58,8 +63,7 @@ def telemetry_store_readings(
     it raised; never raises itself for a reading's failure. An unknown `source` or an empty
     reading is refused (ValueError) before anything is written.
     """
-    if source not in Reading.Source.values:
-        raise ValueError(f"unknown reading source {source!r}")
+    check_reading_source(source)
     outcomes: list[Exception | None] = [None] * len(readings)
     together, alone = _plan(readings)
     if len(together) == 1:  # one row needs no bulk INSERT (nor the transaction it takes)

@@ -123,7 +123,7 @@ def telemetry_poll_vehicle(
     REAUTH (ReconnectRequiredError, or an account that is missing or not active: then no HTTP
     call at all); FAILED (anything else Smartcar did, with the error).
     """
-    _check_source(source)
+    check_reading_source(source)
     account = _usable_account(vehicle)
     if account is None:
         return PollResult(Outcome.REAUTH, None, False, 0, error=ReconnectRequiredError())
@@ -194,7 +194,7 @@ def telemetry_store_reading(
     module's own (a poll's): a stored reading then adds the poll's calls to the month's count in
     the UPDATE that moves the pointer, and marks them counted.
     """
-    _check_source(source)
+    check_reading_source(source)
     if data.is_empty():
         raise ValueError("an empty reading is not stored")
     received = received_at or timezone.now()
@@ -298,10 +298,9 @@ def _move_latest_and_count_update() -> CompiledUpdate:
 
 def _pointer_column() -> Case:
     reading = Param("reading", column(TelemetryState, "latest_reading"))
-    older_latest = _older_latest()
     return Case(
         When(latest_reading__isnull=True, then=reading),
-        When(older_latest, then=reading),
+        When(_older_latest(), then=reading),
         default=F("latest_reading"),
         output_field=column(TelemetryState, "latest_reading"),
     )
@@ -338,7 +337,7 @@ def _move_latest_update() -> CompiledUpdate:
     # if the reading is newer. Compiled once for the same reason as the one above: built per
     # call it was a webhook follower's largest CPU cost (docs/performance.md).
     reading = Param("reading", column(TelemetryState, "latest_reading"))
-    older_latest = _older_latest()
+    older_latest = _older_latest()  # built once: the lambda runs per thread
     return CompiledUpdate(
         lambda: TelemetryState.objects.filter(
             Q(latest_reading__isnull=True) | older_latest,
@@ -488,7 +487,7 @@ def _from_empty(data: ReadingData, counter: _CallCounter) -> PollResult:
 # --- state rows ---------------------------------------------------------------------------------
 
 
-def _check_source(source: str) -> None:
+def check_reading_source(source: str) -> None:
     if source not in Reading.Source.values:
         raise ValueError(f"unknown reading source {source!r}")
 
@@ -537,8 +536,6 @@ def _settle(vehicle: Vehicle, counter: _CallCounter) -> None:
 def _count_calls(*, vehicle: Vehicle, calls: int) -> None:
     """Add `calls` to this month's count in one UPDATE (F(), so concurrent adds never collide);
     a row still on an earlier month starts again from `calls`."""
-    if calls <= 0:
-        return
     _count_calls_for(vehicle.pk, _this_month(), calls, state=cached_state(vehicle))
 
 

@@ -16,7 +16,8 @@ the event first (`webhook_receive`), then hands it here. `SMARTCAR_WEBHOOK_PROCE
   background path has tests of its own.
 - `"worker"`: nothing here; the event stays `received` for `manage.py process_webhooks --follow`
   (`telemetry.services.webhook_worker`), which processes it in a process of its own, so the
-  answers never share a CPU or the GIL with the processing.
+  answers never share the GIL with the processing (nor a CPU, with the followers on CPUs of
+  their own).
 
 Owns: the hand-off and the thread. Must never: hand over an event before its row is committed
 (the thread works on its own connection, where an uncommitted row does not exist yet), let an

@@ -32,9 +32,9 @@ Legacy deliveries carry no `eventId` except `eventBased` ones; for them the key 
 
 Processing (`webhook_event_process`, run once the store commits, by default in a background
 thread after the answer (`telemetry.services.webhook_dispatch`), by followers in the worker mode
-(`telemetry.services.webhook_worker`), and by `manage.py process_webhooks`) never raises. It is idempotent, so no transaction spans it: a
-retried reading is deduplicated by the reading store (same vehicle time), and the vehicle error
-updates are compare-and-set. Outcomes: `processed`; `unmatched` (no live vehicle of ours has that
+(`telemetry.services.webhook_worker`), and by `manage.py process_webhooks`) never raises. It is
+idempotent, so no transaction spans it: a retried reading is deduplicated by the reading store
+(same vehicle time), and the vehicle error updates are compare-and-set. Outcomes: `processed`; `unmatched` (no live vehicle of ours has that
 Smartcar id; 2xx all the same, a 4xx would only make Smartcar retry); `ignored` (an event type we
 do not act on); `failed` with a short mapped reason, kept for `process_webhooks --retry-failed`.
 
