@@ -15,12 +15,12 @@ from typing import Any, NoReturn
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import FirstRendererNegotiation, PublicApi
 from core.errors import ApplicationError
+from core.renderers import OrjsonRenderer
 from telemetry.services.webhook_dispatch import webhook_event_dispatch
 from telemetry.services.webhooks import MAX_BODY_BYTES, WebhookTooLargeError, webhook_receive
 
@@ -54,7 +54,7 @@ def read_raw_body(request: Request) -> bytes:
 
 class SmartcarWebhookApi(PublicApi):
     http_method_names = ["post"]
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [OrjsonRenderer]
     # Smartcar's Accept header must never turn the VERIFY answer into a 406.
     content_negotiation_class = FirstRendererNegotiation
 
