@@ -158,9 +158,27 @@ class HistoryPosition:
     id: int
 
 
+class HistoryReading(NamedTuple):
+    """One reading of a history page: what the page shows of it, and its id (the page's
+    position). Rows, not `Reading` instances: a page of 100 spent about a fifth of its time
+    building model instances it only read attributes from."""
+
+    id: int
+    recorded_at: datetime
+    received_at: datetime
+    source: str
+    soc_pct: float | None
+    range_km: float | None
+    charging_state: str | None
+    is_plugged_in: bool | None
+    latitude: float | None
+    longitude: float | None
+    odometer_km: float | None
+
+
 @dataclass(frozen=True)
 class HistoryPage:
-    readings: list[Reading]
+    readings: list[HistoryReading]
     next_position: HistoryPosition | None
 
 
@@ -186,12 +204,12 @@ def reading_history(
         readings = readings.filter(
             Q(recorded_at__lt=after.recorded_at) | Q(recorded_at=after.recorded_at, id__lt=after.id)
         )
-    # A page shows neither the vehicle (the caller's) nor the per-field errors: left out, they
-    # cost no UUID and no JSON document to decode per row.
-    readings = readings.defer("vehicle", "field_errors")
-    rows = list(readings.order_by("-recorded_at", "-id")[: limit + 1])
-    page = rows[:limit]
-    more = len(rows) > limit
+    # Neither the vehicle (the caller's) nor the per-field errors: left out, they cost no UUID
+    # and no JSON document to decode per row.
+    rows = readings.order_by("-recorded_at", "-id").values_list(*HistoryReading._fields)
+    page = [HistoryReading(*row) for row in rows[: limit + 1]]
+    more = len(page) > limit
+    del page[limit:]
     position = HistoryPosition(page[-1].recorded_at, page[-1].id) if more else None
     return HistoryPage(readings=page, next_position=position)
 
