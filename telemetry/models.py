@@ -8,6 +8,7 @@ single row that every poller process shares, for Smartcar's app-wide rate limit.
 
 from django.db import models
 
+from core.indexes import NullsFirstIndex
 from vehicles.models import Vehicle
 
 
@@ -95,7 +96,13 @@ class TelemetryState(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["next_poll_at"], name="telemetry_state_due")]
+        indexes = [
+            # In the poller's claim order (polling._claimable): a claim then reads the first due
+            # rows off the index and stops at its batch, where on next_poll_at alone PostgreSQL
+            # joined and sorted every state for each batch (6.6 ms against 0.8 at 3,000
+            # vehicles half-polled; the cycle's claims grew with the square of the fleet).
+            NullsFirstIndex(fields=["next_poll_at", "vehicle"], name="telemetry_state_claim_order")
+        ]
 
     def __str__(self) -> str:
         return f"Telemetry state of {self.vehicle_id}"

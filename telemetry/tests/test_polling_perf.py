@@ -205,3 +205,36 @@ def test_one_slow_poll_does_not_hold_up_the_next_claims(user):
     )
     assert summary.polled == 12
     assert waited == [True]  # the 11 others were claimed and polled while the first one hung
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL's plan (SQLite claims by compare-and-set)"
+)
+@pytest.mark.parametrize("ignore_schedule", [False, True])
+def test_a_claim_reads_the_states_in_index_order_without_sorting(
+    django_user_model, ignore_schedule
+):
+    """The claim's ORDER BY is the index's order (telemetry_state_claim_order): PostgreSQL reads
+    the first due rows and stops at the batch, instead of joining and sorting every state for
+    each batch (which made a cycle's claims grow with the square of the fleet). Sorting is
+    priced out so that a small table's plan shows whether the index *can* give the order."""
+    user = django_user_model.objects.create(username="claim-plan")
+    make_vehicles(user, 3)
+    polling._ensure_states(None)
+    cycle = make_cycle("planner", ignore_schedule=ignore_schedule)
+    from django.db import transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        claim = (
+            polling._claimable(cycle, timezone.now(), None)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("vehicle_id", flat=True)[:32]
+        )
+        sql, params = claim.query.sql_with_params()
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "telemetry_state_claim_order" in plan, plan
+    assert "Sort" not in plan, plan
