@@ -251,8 +251,10 @@ def _bucket_start(bucket_seconds: int) -> Any:
     return (EpochSeconds("recorded_at") / bucket_seconds) * bucket_seconds
 
 
-@dataclass(frozen=True)
-class Bucket:
+class Bucket(NamedTuple):
+    """One bucket's aggregates. A NamedTuple: a week of 1-hour buckets makes 169, and a frozen
+    dataclass costs several times as much to create."""
+
     start_epoch: int
     readings: int
     soc_pct_mean: float | None
@@ -284,8 +286,8 @@ def reading_buckets(
     if bucket_seconds % HOUR_SECONDS or first_hour >= end_hour:
         parts = _reading_parts(vehicle, bucket_seconds, start, end)
     else:
-        # The partial hours are at most two hours of readings, each its own part.
-        later, earlier = _single_reading_parts(
+        # The partial hours are at most two hours of readings, each within one bucket.
+        later, earlier = _partial_hour_parts(
             vehicle, bucket_seconds, (end_hour, end), (start, first_hour)
         )
         parts = later + _hour_parts(vehicle, bucket_seconds, first_hour, end_hour) + earlier
@@ -316,19 +318,6 @@ class _Totals(NamedTuple):
     with_state: int
     charging: int
     position: tuple[float, float] | None  # of the part's last reading that has one
-
-    @classmethod
-    def of_reading(
-        cls, soc_pct: float | None, charging_state: str | None, lat: Any, lon: Any
-    ) -> _Totals:
-        return cls(
-            readings=1,
-            soc_sum=soc_pct or 0.0,
-            soc_count=int(soc_pct is not None),
-            with_state=int(charging_state is not None),
-            charging=int(charging_state == Reading.ChargingState.CHARGING),
-            position=_position(lat, lon),
-        )
 
     def plus_earlier(self, earlier: _Totals) -> _Totals:
         return _Totals(
@@ -401,16 +390,16 @@ def _reading_parts(
     ]
 
 
-def _single_reading_parts(
+def _partial_hour_parts(
     vehicle: Vehicle,
     bucket_seconds: int,
     later: tuple[datetime, datetime],
     earlier: tuple[datetime, datetime],
 ) -> list[list[tuple[int, _Totals]]]:
-    """For each of the two [start, end) ranges, one part per reading, newest first: for ranges
-    of a few readings, where this costs less than an aggregate query. An empty range (start >=
-    end) matches nothing."""
-    ranges = (later, earlier)
+    """For each of the two [start, end) ranges, each within one hour and so within one bucket
+    (whole hours), its readings' totals as one part, or no part when it holds none. Read one by
+    one rather than aggregated by the database: for ranges of a few readings this costs less
+    than an aggregate query. An empty range (start >= end) matches nothing."""
     rows = _READINGS_IN_TWO_RANGES.fetch(
         vehicle=vehicle.pk,
         later_start=later[0],
@@ -418,15 +407,42 @@ def _single_reading_parts(
         earlier_start=earlier[0],
         earlier_end=earlier[1],
     )
-    parts: list[list[tuple[int, _Totals]]] = [[] for _ in ranges]
-    for recorded_at, soc_pct, charging_state, lat, lon in sorted(
-        rows, key=itemgetter(0), reverse=True
-    ):
+    rows.sort(key=itemgetter(0), reverse=True)  # newest first, as every part is added up
+    parts: list[list[tuple[int, _Totals]]] = []
+    for low, high in (later, earlier):
+        in_range = [row for row in rows if low <= row[0] < high]
+        if not in_range:
+            parts.append([])
+            continue
         # Whole seconds, floored, as the database's bucket start: integer arithmetic, no float.
-        bucket = (recorded_at - _EPOCH) // _SECOND // bucket_seconds * bucket_seconds
-        which = next(i for i, (low, high) in enumerate(ranges) if low <= recorded_at < high)
-        parts[which].append((bucket, _Totals.of_reading(soc_pct, charging_state, lat, lon)))
+        bucket = (in_range[0][0] - _EPOCH) // _SECOND // bucket_seconds * bucket_seconds
+        parts.append([(bucket, _totals_of_readings(in_range))])
     return parts
+
+
+def _totals_of_readings(rows: list[tuple[Any, ...]]) -> _Totals:
+    """The totals of (recorded_at, soc_pct, charging_state, latitude, longitude) rows, newest
+    first: added up in that order, as `_Totals.plus_earlier` would, so the sums are the same
+    to the last bit."""
+    soc_sum, soc_count, with_state, charging = 0.0, 0, 0, 0
+    position = None
+    for _recorded_at, soc_pct, charging_state, lat, lon in rows:
+        if soc_pct is not None:
+            soc_sum += soc_pct
+            soc_count += 1
+        if charging_state is not None:
+            with_state += 1
+            charging += charging_state == Reading.ChargingState.CHARGING
+        if position is None:
+            position = _position(lat, lon)
+    return _Totals(
+        readings=len(rows),
+        soc_sum=soc_sum,
+        soc_count=soc_count,
+        with_state=with_state,
+        charging=charging,
+        position=position,
+    )
 
 
 def _readings_in_two_ranges() -> QuerySet[Reading, tuple[Any, ...]]:
