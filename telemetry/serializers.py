@@ -35,10 +35,12 @@ class UtcDateTimeField(serializers.DateTimeField):
             and value.tzinfo is not None
             and getattr(self, "format", api_settings.DATETIME_FORMAT) == ISO_8601
         ):
-            try:
-                text = value.astimezone(UTC).isoformat()
-            except OverflowError:
-                return super().to_representation(value)  # DRF's validation error
+            if value.tzinfo is not UTC:  # what we read and build is UTC already: half the cost
+                try:
+                    value = value.astimezone(UTC)
+                except OverflowError:
+                    return super().to_representation(value)  # DRF's validation error
+            text = value.isoformat()
             return text[:-6] + "Z" if text.endswith("+00:00") else text
         return super().to_representation(value)
 
