@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -207,7 +207,7 @@ def test_one_slow_poll_does_not_hold_up_the_next_claims(user):
     assert waited == [True]  # the 11 others were claimed and polled while the first one hung
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="PostgreSQL's plan (SQLite claims by compare-and-set)"
 )
@@ -223,8 +223,6 @@ def test_a_claim_reads_the_states_in_index_order_without_sorting(
     make_vehicles(user, 3)
     polling._ensure_states(None)
     cycle = make_cycle("planner", ignore_schedule=ignore_schedule)
-    from django.db import transaction
-
     with transaction.atomic(), connection.cursor() as cursor:
         claim = (
             polling._claimable(cycle, timezone.now(), None)
