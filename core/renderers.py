@@ -8,16 +8,16 @@ extension) writes the same document in 0.04 ms.
 What stays DRF's: compact separators, UTF-8 rather than `\\u` escapes, U+2028/U+2029 escaped
 (so the output is also a JavaScript string literal), an empty body for `None`. Values orjson
 would write in its own way go through DRF's encoder: times (DRF writes UTC as "Z", orjson as
-"+00:00"), `Decimal`, lazy translations, anything with `tolist`. What
-orjson refuses (an integer beyond 64 bits, a key that is not a string) and what it cannot honour
-(an `indent=` media type parameter, or COMPACT_JSON / UNICODE_JSON turned off) is rendered by
-DRF's renderer itself, so such a response is DRF's byte for byte.
+"+00:00"), `Decimal`, lazy translations, anything with `tolist`. What orjson refuses (an integer
+beyond 64 bits, a key that is not a string) and what it cannot honour (an `indent=` media type
+parameter, or COMPACT_JSON / UNICODE_JSON turned off) is rendered by DRF's renderer itself, so
+such a response is DRF's byte for byte.
 
 One difference, on purpose: a non-finite float (NaN, ±infinity) is written as `null`, where DRF
 (STRICT_JSON) raises and the client gets a 500. We never store one (telemetry.mapping turns them
-into None); if one slipped through, a null field is the kinder answer. Floats in exponent form
-are written without a "+" or a leading zero in the exponent ("1e16", not "1e+16"): the same
-number to every JSON parser.
+into None); if one slipped through, a null field is the kinder answer. A few floats are spelled
+differently (orjson writes 0.00001 where Python writes 1e-05): the same number to every JSON
+parser.
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ def _has_float(value) -> bool:
 @given(_documents)
 def test_any_document_renders_as_drf_renders_it(document):
     expected, got = drf.render(document), ours.render(document)
-    # Floats may differ only in the spelling of an exponent ("1e16" for "1e+16"): the same
-    # number to any parser. Everything else is the same bytes.
+    # Floats may differ only in spelling (0.00001 for Python's 1e-05): the same number to any
+    # parser. Everything else is the same bytes.
     if _has_float(document):
         assert json.loads(got) == json.loads(expected)
     else:
