@@ -26,10 +26,14 @@ How a cycle stays fast (issue 8, `bench/poll_throughput.py`):
 - Each worker thread keeps its database connection for the cycle and closes it when it ends.
 - `AppThrottle` is read before each claim and at most once a second by the workers, not per
   vehicle; a pause we hit ourselves stops the other workers at once (`_Cycle.paused`).
-- The state row read at the start of a poll serves the whole poll: the Smartcar read updates it
-  in memory (`telemetry.services.readings`), and the outcome, the latest-reading pointer and the
-  month's calls are written in one UPDATE (the read defers its own state write to it). A poll is
-  three statements on PostgreSQL: the state SELECT, the reading INSERT, that UPDATE.
+- The claimed rows are read, with vehicle, account and latest reading, in one SELECT per claim
+  by the main thread (`_load_claimed`), not one per vehicle by the workers. That row serves the
+  whole poll: the Smartcar read updates it in memory (`telemetry.services.readings`), and the
+  outcome, the latest-reading pointer and the month's calls are written in one UPDATE (the read
+  defers its own state write to it). A poll is two statements on PostgreSQL: the reading INSERT
+  and that UPDATE. The row may be up to a claim old when its poll starts (a few polls per
+  worker): the reading store refuses a twin by its unique index, and the UPDATE still writes
+  only while the lease is ours.
 
 Must never: raise out of a cycle for one vehicle's trouble (a crash in `poll_fn` is recorded as
 failed); start a poll while `AppThrottle.paused_until` is in the future (another poller's pause
@@ -57,7 +61,7 @@ from django.db import connection, transaction
 from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
-from core.compiled_select import CompiledSelect, CompiledUpdate, Param, column
+from core.compiled_select import CompiledUpdate, Param, column
 from core.errors import ApplicationError
 from core.leases import lease_free, lease_owner
 from smartcar_client.errors import SmartcarConfigurationError, SmartcarError
@@ -255,12 +259,18 @@ def run_poll_cycle(
         if progress is not None:
             progress(summary.polled + sum(summary.skipped.values()), summary.claimed)
 
-    def claim(wanted: int) -> list[Any]:
-        if cycle.stop.is_set() or _app_paused(cycle, force=True):
-            return []
-        pks = _claim(cycle, now=clock(), limit=wanted, vehicle_ids=vehicle_ids)
-        summary.claimed += len(pks)
-        return pks
+    def claim(wanted: int) -> list[TelemetryState]:
+        while not (cycle.stop.is_set() or _app_paused(cycle, force=True)):
+            pks = _claim(cycle, now=clock(), limit=wanted, vehicle_ids=vehicle_ids)
+            if not pks:
+                break
+            summary.claimed += len(pks)
+            states = _load_claimed(cycle, pks)
+            for _ in range(len(pks) - len(states)):  # gone since the claim (vehicle deleted)
+                done(_Done(kind="skipped", reason="lease_lost"))
+            if states:
+                return states
+        return []
 
     if cycle.threaded:
         _run_threaded(cycle, workers=workers, limit=limit, claim=claim, done=done)
@@ -506,6 +516,16 @@ def _claim(
     return claimed
 
 
+def _load_claimed(cycle: _Cycle, pks: Sequence[Any]) -> list[TelemetryState]:
+    """The claimed rows, still leased to this cycle, with everything a poll reads (vehicle,
+    account, latest reading), in claim order: one SELECT per claim, off the workers' path."""
+    rows = TelemetryState.objects.select_related("vehicle__account", "latest_reading").filter(
+        vehicle_id__in=pks, lease_owner=cycle.owner
+    )
+    by_pk = {state.vehicle_id: state for state in rows}
+    return [by_pk[pk] for pk in pks if pk in by_pk]
+
+
 def _release(cycle: _Cycle, pk: Any) -> None:
     TelemetryState.objects.filter(vehicle_id=pk, lease_owner=cycle.owner).update(
         lease_until=None, updated_at=cycle.clock()
@@ -519,15 +539,15 @@ def _run_inline(
     cycle: _Cycle,
     *,
     limit: int,
-    claim: Callable[[int], list[Any]],
+    claim: Callable[[int], list[TelemetryState]],
     done: Callable[[_Done], None],
 ) -> None:
     """Poll in the calling thread (workers=1), one claimed batch after another."""
     leases = _Leases(cycle)
-    while pks := claim(limit):
-        pending = list(pks)
+    while states := claim(limit):
+        pending = list(states)
         while pending:
-            leases.renew_if_due(pending)
+            leases.renew_if_due([state.vehicle_id for state in pending])
             done(_process(cycle, pending.pop(0)))
 
 
@@ -536,7 +556,7 @@ def _run_threaded(
     *,
     workers: int,
     limit: int,
-    claim: Callable[[int], list[Any]],
+    claim: Callable[[int], list[TelemetryState]],
     done: Callable[[_Done], None],
 ) -> None:
     """Keep `workers` threads busy: claim again as soon as `refill` of what we hold is done.
@@ -556,10 +576,10 @@ def _run_threaded(
     try:
         while True:
             if more and capacity - len(held) >= refill:
-                pks = claim(min(limit, capacity - len(held)))
-                more = bool(pks)
-                held.update(pks)
-                pool.submit(pks)
+                states = claim(min(limit, capacity - len(held)))
+                more = bool(states)
+                held.update(state.vehicle_id for state in states)
+                pool.submit(states)
             if not held:
                 return
             finished = pool.next_done(timeout=WAKE_SECONDS)
@@ -581,7 +601,7 @@ class _WorkerPool:
 
     def __init__(self, cycle: _Cycle, workers: int) -> None:
         self._cycle = cycle
-        self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()  # TelemetryState or _NO_MORE
         self._done: queue.SimpleQueue[tuple[Any, _Done]] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"poller-{n}", daemon=True)
@@ -590,9 +610,9 @@ class _WorkerPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, pks: Sequence[Any]) -> None:
-        for pk in pks:
-            self._todo.put(pk)
+    def submit(self, states: Sequence[TelemetryState]) -> None:
+        for state in states:
+            self._todo.put(state)
 
     def next_done(self, timeout: float) -> tuple[Any, _Done] | None:
         try:
@@ -609,13 +629,13 @@ class _WorkerPool:
 
     def _work(self) -> None:
         try:
-            while (pk := self._todo.get()) is not _NO_MORE:
+            while (state := self._todo.get()) is not _NO_MORE:
                 result = _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
                 try:
-                    result = _process(self._cycle, pk)
+                    result = _process(self._cycle, state)
                 finally:
                     # Even on a BaseException the main thread must hear about this vehicle.
-                    self._done.put((pk, result))
+                    self._done.put((state.vehicle_id, result))
         finally:
             connection.close()
 
@@ -670,15 +690,16 @@ def _warn_if_pool_too_small(workers: int) -> None:
             )
 
 
-def _process(cycle: _Cycle, pk: Any) -> _Done:
+def _process(cycle: _Cycle, state: TelemetryState) -> _Done:
     try:
-        return _poll_one(cycle, pk)
+        return _poll_one(cycle, state)
     except Exception:  # a bug in recording must not stop the cycle; the lease expires
-        logger.exception("poller: vehicle %s could not be processed", pk)
+        logger.exception("poller: vehicle %s could not be processed", state.vehicle_id)
         return _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
 
 
-def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
+def _poll_one(cycle: _Cycle, state: TelemetryState) -> _Done:
+    pk = state.vehicle_id
     if cycle.stop.is_set():
         _release(cycle, pk)
         return _Done(kind="skipped", reason="stopping")
@@ -686,10 +707,6 @@ def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
     if _app_paused(cycle):
         _release(cycle, pk)
         return _Done(kind="skipped", reason="paused")
-    found = _LEASED_STATE.fetch(vehicle=pk, lease_owner=cycle.owner)
-    if not found:
-        return _Done(kind="skipped", reason="lease_lost")
-    state = found[0]
 
     latest = state.latest_reading
     if not cycle.ignore_schedule and latest is not None and latest.source == Reading.Source.WEBHOOK:
@@ -721,18 +738,6 @@ def _poll_one(cycle: _Cycle, pk: Any) -> _Done:
             cycle, pk, state, PollResult(Outcome.FAILED, None, False, 0, error=exc), crashed=True
         )
     return _record(cycle, pk, state, result)
-
-
-# Every poll reads its vehicle's state with the vehicle, account and latest reading: built and
-# compiled once per thread (core.compiled_select). Building and compiling the three joins on
-# every poll was the largest share of the poller's CPU after the HTTP call. At most one row per
-# vehicle (a one-to-one), so no ORDER BY.
-_LEASED_STATE: CompiledSelect[TelemetryState] = CompiledSelect(
-    lambda: TelemetryState.objects.select_related("vehicle__account", "latest_reading").filter(
-        vehicle=Param("vehicle", column(TelemetryState, "vehicle")),
-        lease_owner=Param("lease_owner", column(TelemetryState, "lease_owner")),
-    )[:1]
-)
 
 
 def _budget_spent(cycle: _Cycle, state: TelemetryState, now: datetime) -> bool:

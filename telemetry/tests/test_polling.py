@@ -329,6 +329,29 @@ def test_an_expired_lease_is_reclaimed(user):
     assert row.last_outcome == "ok"
 
 
+
+def test_vehicles_gone_between_their_claim_and_its_read_are_skipped_and_claiming_goes_on(
+    user, monkeypatch
+):
+    vehicles = make_vehicles(user, 4)
+    real_claim, claims = polling._claim, []
+
+    def claim_then_lose(cycle_, **kwargs):
+        pks = real_claim(cycle_, **kwargs)
+        claims.append(pks)
+        if len(claims) == 1:  # every vehicle of the first claim is deleted before its read
+            Vehicle.objects.filter(pk__in=pks).delete()
+        return pks
+
+    monkeypatch.setattr(polling, "_claim", claim_then_lose)
+    poll = FakePoll()
+    summary = cycle(poll, batch_size=2)
+
+    lost = set(claims[0])
+    assert len(lost) == 2
+    assert set(poll.polled) == {v.pk for v in vehicles} - lost
+    assert (summary.claimed, summary.polled, summary.skipped) == (4, 2, {"lease_lost": 2})
+
 def test_a_result_is_not_written_once_the_lease_was_taken_over(user, caplog):
     (vehicle,) = make_vehicles(user, 1)
 
