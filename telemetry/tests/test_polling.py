@@ -329,7 +329,6 @@ def test_an_expired_lease_is_reclaimed(user):
     assert row.last_outcome == "ok"
 
 
-
 def test_vehicles_gone_between_their_claim_and_its_read_are_skipped_and_claiming_goes_on(
     user, monkeypatch
 ):
@@ -351,6 +350,7 @@ def test_vehicles_gone_between_their_claim_and_its_read_are_skipped_and_claiming
     assert len(lost) == 2
     assert set(poll.polled) == {v.pk for v in vehicles} - lost
     assert (summary.claimed, summary.polled, summary.skipped) == (4, 2, {"lease_lost": 2})
+
 
 def test_a_result_is_not_written_once_the_lease_was_taken_over(user, caplog):
     (vehicle,) = make_vehicles(user, 1)
