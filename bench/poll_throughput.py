@@ -103,6 +103,19 @@ def seed(grants: list[dict[str, Any]]) -> None:
     )
 
 
+def settle(polling: Any) -> None:
+    """Bring the fresh database to where a running one is when it polls this fleet: the state
+    rows exist (the first cycle creates them) and, on PostgreSQL, autovacuum has analysed the
+    new rows. Without the statistics the planner took the just-seeded 10,000 vehicles for 7,
+    and every claim joined and sorted the whole fleet (27 ms a claim, 11 s of a 68 s cycle)."""
+    from django.db import connection
+
+    polling._ensure_states(None)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+
 def emulator_calls(base: str) -> int:
     import requests
 
@@ -125,6 +138,7 @@ def run_one(args: argparse.Namespace, vehicles: int) -> dict[str, Any]:
             started = time.monotonic()
             seed(grants)
             del grants
+            settle(polling)
             seed_seconds = time.monotonic() - started
             emulator = f"{base}/_smartcar"
             with override_settings(
