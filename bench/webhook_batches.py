@@ -86,7 +86,7 @@ def main() -> None:
     )
     parser.add_argument("--users", type=int, default=2000, help="users/vehicles (default 2000)")
     parser.add_argument("--events", type=int, default=2000, help="per batch size (2000)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 5, 50])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 5, 50, 200])
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL; default SQLite")
     args = parser.parse_args()
     if args.events < 1 or min(args.batches) < 1:
