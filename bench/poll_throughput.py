@@ -167,11 +167,11 @@ def measure(
 ) -> dict[str, Any]:
     from telemetry.models import TelemetryState
 
-    # Where the time goes: the main thread claims batches while workers wait; workers poll.
+    # Where the time goes: the main thread claims batches; workers read from Smartcar.
     claim_time = _common.Counter()
     poll_time = _common.Counter()
     original_claim = polling._claim
-    original_poll = readings.telemetry_poll_vehicle
+    original_read = readings.telemetry_poll_read
 
     def timed_claim(*a: Any, **kw: Any) -> Any:
         t0 = time.perf_counter_ns()
@@ -180,10 +180,10 @@ def measure(
         finally:
             claim_time.add(time.perf_counter_ns() - t0)
 
-    def timed_poll(**kw: Any) -> Any:
+    def timed_read(**kw: Any) -> Any:
         t0 = time.perf_counter_ns()
         try:
-            return original_poll(**kw)
+            return original_read(**kw)
         finally:
             poll_time.add(time.perf_counter_ns() - t0)
 
@@ -191,9 +191,9 @@ def measure(
     emulator_cpu = _common.process_cpu_seconds(emulator_pid)
     poller_cpu = time.process_time()
     polling._claim = timed_claim
-    # The cycle's own poll function (which hands the state write to the outcome UPDATE) calls
-    # this module attribute: timing it there keeps the poller's real path.
-    readings.telemetry_poll_vehicle = timed_poll
+    # The workers' share of a poll (the Smartcar read; writer threads store what it read)
+    # calls this module attribute: timing it there keeps the poller's real path.
+    readings.telemetry_poll_read = timed_read
     try:
         with (
             _common.count_sql() as sql,
@@ -204,7 +204,7 @@ def measure(
             summary = polling.run_poll_cycle(ignore_schedule=True, workers=args.workers)
     finally:
         polling._claim = original_claim
-        readings.telemetry_poll_vehicle = original_poll
+        readings.telemetry_poll_read = original_read
     poller_cpu = time.process_time() - poller_cpu
     emulator_cpu = _common.process_cpu_seconds(emulator_pid) - emulator_cpu
     billable = emulator_calls(base) - before_calls

@@ -23,7 +23,12 @@ How a cycle stays fast (issue 8, `bench/poll_throughput.py`):
   worker is done, so the workers always have a queue (`_run_threaded`). While polls are
   in flight it renews their leases every third of POLL_LEASE_SECONDS, so a lease stays short and
   still covers a vehicle that waited in the queue behind slow polls.
-- Each worker thread keeps its database connection for the cycle and closes it when it ends.
+- A worker only waits for Smartcar: the real poll's reading INSERT and outcome UPDATE are
+  handed to writer threads (one per WORKERS_PER_WRITER workers, `_finish`), and the worker starts
+  its next vehicle at once. The main thread hears of a vehicle once it is written, so its lease
+  is renewed until then. An injected `poll_fn` runs and is recorded on the worker.
+- Each worker and writer thread keeps its database connection for the cycle and closes it when
+  it ends (so a cycle holds up to workers + writers connections).
 - `AppThrottle` is read before each claim and at most once a second by the workers, not per
   vehicle; a pause we hit ourselves stops the other workers at once (`_Cycle.paused`).
 - The claimed rows are read, with vehicle, account and latest reading, in one SELECT per claim
@@ -80,6 +85,8 @@ Outcome = TelemetryState.Outcome
 DEFAULT_WORKERS = 8
 # Claimed per worker at a time: small enough that a batch is polled well within the lease.
 CLAIM_PER_WORKER = 4
+# Workers per writer thread (the real poll's reading and outcome writes; at least one).
+WORKERS_PER_WRITER = 8
 # Idle grants refreshed per cycle at most: each is a token-endpoint call.
 IDLE_REFRESH_PER_CYCLE = 20
 # The longest `--loop` sleeps between cycles, so new vehicles and config changes are seen soon.
@@ -178,7 +185,7 @@ class _Cycle:
     """Everything a worker needs; one per cycle, shared read-only across threads (but `paused`)."""
 
     owner: str
-    poll_fn: PollFn
+    poll_fn: PollFn | None  # None: the real poll, its Smartcar read and its writes split
     config: schedule.ScheduleConfig
     clock: Callable[[], datetime]
     rng: random.Random | None
@@ -195,6 +202,15 @@ class _Done:
     reason: str  # skipped: why; polled: outcome or failure reason
     outcome: str = ""
     stored: bool = False
+
+
+@dataclass(frozen=True)
+class _Polled:
+    """A vehicle read from Smartcar whose reading and outcome are still to be written
+    (`_finish`): by a writer thread, so the worker can start its next Smartcar call."""
+
+    state: TelemetryState
+    polled: readings.PolledRead
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -217,8 +233,9 @@ def run_poll_cycle(
     """Poll every due vehicle once (or every vehicle, `ignore_schedule`), then return a summary.
 
     `vehicle_ids`: restrict to these vehicles (our primary keys; see `vehicle_resolve_ids`).
-    `workers`: thread pool size; 1 polls in the calling thread. `poll_fn` defaults to
-    `telemetry_poll_vehicle`, `refresh_fn` to `account_refresh_if_idle`. Once `stop` is set, no
+    `workers`: thread pool size; 1 polls in the calling thread. `poll_fn` replaces the real
+    poll (`telemetry_poll_read` on the workers, `telemetry_poll_store` on the writer threads);
+    `refresh_fn` defaults to `account_refresh_if_idle`. Once `stop` is set, no
     new poll starts; claimed vehicles not yet polled are released. `progress(done, claimed)` is
     called after each vehicle. Never raises for a vehicle's failure.
     """
@@ -228,7 +245,7 @@ def run_poll_cycle(
     summary = CycleSummary(started_at=started)
     cycle = _Cycle(
         owner=lease_owner(),
-        poll_fn=poll_fn or _deferring_poll,
+        poll_fn=poll_fn,
         config=schedule.ScheduleConfig.from_settings(),
         clock=clock,
         rng=rng,
@@ -548,7 +565,8 @@ def _run_inline(
         pending = list(states)
         while pending:
             leases.renew_if_due([state.vehicle_id for state in pending])
-            done(_process(cycle, pending.pop(0)))
+            result = _process(cycle, pending.pop(0))
+            done(_finish(cycle, result) if isinstance(result, _Polled) else result)
 
 
 def _run_threaded(
@@ -569,7 +587,7 @@ def _run_threaded(
     # Claim again once a worker's share of the batch is free (or half of it, for a small batch):
     # the queue then never runs dry while the next claim runs.
     refill = max(1, min(workers, capacity // 2))
-    pool = _WorkerPool(cycle, workers)
+    pool = _WorkerPool(cycle, workers, writers=_writers_for(cycle, workers))
     leases = _Leases(cycle)
     held: set[Any] = set()
     more = True
@@ -594,20 +612,32 @@ def _run_threaded(
         pool.close()
 
 
-class _WorkerPool:
-    """`workers` threads polling vehicles from a queue; each closes its own database connection
-    once, when it ends (not after every vehicle: a new connection per poll is a PostgreSQL
-    backend start-up per vehicle)."""
+def _writers_for(cycle: _Cycle, workers: int) -> int:
+    # A poll's two writes take a few ms against its ~200 ms Smartcar call: one writer keeps up
+    # with several workers. Only the real poll hands its writes over (an injected one does not).
+    return 0 if cycle.poll_fn is not None else max(1, workers // WORKERS_PER_WRITER)
 
-    def __init__(self, cycle: _Cycle, workers: int) -> None:
+
+class _WorkerPool:
+    """`workers` threads polling vehicles from a queue, and `writers` threads writing what the
+    real poll read (its reading and outcome), so a worker waits for Smartcar and not for the
+    database. Each thread closes its own database connection once, when it ends (not after
+    every vehicle: a new connection per poll is a PostgreSQL backend start-up per vehicle)."""
+
+    def __init__(self, cycle: _Cycle, workers: int, *, writers: int = 0) -> None:
         self._cycle = cycle
         self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()  # TelemetryState or _NO_MORE
+        self._writes: queue.SimpleQueue[Any] = queue.SimpleQueue()  # _Polled or _NO_MORE
         self._done: queue.SimpleQueue[tuple[Any, _Done]] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"poller-{n}", daemon=True)
             for n in range(workers)
         ]
-        for thread in self._threads:
+        self._writers = [
+            threading.Thread(target=self._write, name=f"poller-writer-{n}", daemon=True)
+            for n in range(writers)
+        ]
+        for thread in (*self._threads, *self._writers):
             thread.start()
 
     def submit(self, states: Sequence[TelemetryState]) -> None:
@@ -621,26 +651,46 @@ class _WorkerPool:
             return None
 
     def close(self) -> None:
-        """Let every queued vehicle finish (or release itself, once stopping), then end."""
+        """Let every queued vehicle finish (or release itself, once stopping) and every read
+        vehicle be written, then end."""
         for _ in self._threads:
             self._todo.put(_NO_MORE)
         for thread in self._threads:
+            thread.join()
+        for _ in self._writers:  # after the workers: no write is queued behind the end
+            self._writes.put(_NO_MORE)
+        for thread in self._writers:
             thread.join()
 
     def _work(self) -> None:
         try:
             while (state := self._todo.get()) is not _NO_MORE:
-                result = _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
+                result: _Done | _Polled = _CRASHED
                 try:
                     result = _process(self._cycle, state)
                 finally:
                     # Even on a BaseException the main thread must hear about this vehicle.
-                    self._done.put((state.vehicle_id, result))
+                    if isinstance(result, _Polled):
+                        self._writes.put(result)
+                    else:
+                        self._done.put((state.vehicle_id, result))
+        finally:
+            connection.close()
+
+    def _write(self) -> None:
+        try:
+            while (item := self._writes.get()) is not _NO_MORE:
+                result = _CRASHED
+                try:
+                    result = _finish(self._cycle, item)
+                finally:
+                    self._done.put((item.state.vehicle_id, result))
         finally:
             connection.close()
 
 
 _NO_MORE = object()
+_CRASHED = _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
 
 
 class _Leases:
@@ -690,15 +740,31 @@ def _warn_if_pool_too_small(workers: int) -> None:
             )
 
 
-def _process(cycle: _Cycle, state: TelemetryState) -> _Done:
+def _process(cycle: _Cycle, state: TelemetryState) -> _Done | _Polled:
     try:
         return _poll_one(cycle, state)
     except Exception:  # a bug in recording must not stop the cycle; the lease expires
         logger.exception("poller: vehicle %s could not be processed", state.vehicle_id)
-        return _Done(kind="polled", reason="internal", outcome=Outcome.FAILED)
+        return _CRASHED
 
 
-def _poll_one(cycle: _Cycle, state: TelemetryState) -> _Done:
+def _finish(cycle: _Cycle, item: _Polled) -> _Done:
+    """Store what the real poll read and write its outcome (a writer thread, or inline)."""
+    pk, state = item.state.vehicle_id, item.state
+    try:
+        try:
+            result = readings.telemetry_poll_store(item.polled)
+        except Exception as exc:  # as a crashing poll: this vehicle's failure; calls are counted
+            logger.exception("poller: polling vehicle %s crashed", pk)
+            crashed = PollResult(Outcome.FAILED, None, False, 0, error=exc)
+            return _record(cycle, pk, state, crashed, crashed=True)
+        return _record(cycle, pk, state, result)
+    except Exception:  # a bug in recording must not stop the cycle; the lease expires
+        logger.exception("poller: vehicle %s could not be processed", pk)
+        return _CRASHED
+
+
+def _poll_one(cycle: _Cycle, state: TelemetryState) -> _Done | _Polled:
     pk = state.vehicle_id
     if cycle.stop.is_set():
         _release(cycle, pk)
@@ -731,6 +797,13 @@ def _poll_one(cycle: _Cycle, state: TelemetryState) -> _Done:
         return _Done(kind="skipped", reason="budget_exhausted")
 
     try:
+        if cycle.poll_fn is None:
+            # The reading store leaves its pointer-and-calls UPDATE to `_write`, which folds it
+            # into the outcome UPDATE (one statement and one commit less per poll).
+            polled = readings.telemetry_poll_read(
+                vehicle=state.vehicle, source=Reading.Source.POLL, defer_state_write=True
+            )
+            return _Polled(state, polled)
         result = cycle.poll_fn(vehicle=state.vehicle, source=Reading.Source.POLL)
     except Exception as exc:  # a crashing poll is this vehicle's failure, not the cycle's
         logger.exception("poller: polling vehicle %s crashed", pk)
@@ -751,12 +824,6 @@ def _calls_this_month(state: TelemetryState, now: datetime) -> int:
     return schedule.calls_in_month_of(
         now, calls_month=state.calls_month, calls=state.calls_this_month
     )
-
-
-def _deferring_poll(*, vehicle: Vehicle, source: str = Reading.Source.POLL) -> PollResult:
-    """The default poll: the reading store leaves its pointer-and-calls UPDATE to `_write`,
-    which folds it into the outcome UPDATE (one statement and one commit less per poll)."""
-    return readings.telemetry_poll_vehicle(vehicle=vehicle, source=source, defer_state_write=True)
 
 
 def _record(

@@ -123,17 +123,56 @@ def telemetry_poll_vehicle(
     REAUTH (ReconnectRequiredError, or an account that is missing or not active: then no HTTP
     call at all); FAILED (anything else Smartcar did, with the error).
     """
+    return telemetry_poll_store(
+        telemetry_poll_read(vehicle=vehicle, source=source, defer_state_write=defer_state_write)
+    )
+
+
+@dataclass
+class PolledRead:
+    """One poll's Smartcar read, before anything is stored: `telemetry_poll_vehicle` in two
+    steps, so a caller can store on another thread than the one that waited for Smartcar."""
+
+    vehicle: Vehicle
+    source: str
+    counter: _CallCounter
+    data: ReadingData | None = None  # what to store; None when `result` is already final
+    result: PollResult | None = None  # a failure, or nothing came through
+    no_account: bool = False  # no usable account: no call made, `result` is returned as is
+
+
+def telemetry_poll_read(
+    *, vehicle: Vehicle, source: str = Reading.Source.POLL, defer_state_write: bool = False
+) -> PolledRead:
+    """The Smartcar half of `telemetry_poll_vehicle`: the read and its classification, nothing
+    stored (a token refresh aside). Hand the value to `telemetry_poll_store`, exactly once."""
     check_reading_source(source)
+    counter = _CallCounter(defer=defer_state_write)
     account = _usable_account(vehicle)
     if account is None:
-        return PollResult(Outcome.REAUTH, None, False, 0, error=ReconnectRequiredError())
-    counter = _CallCounter(defer=defer_state_write)
+        no_call = PollResult(Outcome.REAUTH, None, False, 0, error=ReconnectRequiredError())
+        return PolledRead(vehicle, source, counter, result=no_call, no_account=True)
     try:
-        result = _poll(vehicle=vehicle, account=account, source=source, counter=counter)
+        return _read_and_classify(vehicle=vehicle, account=account, source=source, counter=counter)
+    except BaseException:
+        # Calls were spent even if classifying failed: count them whatever happens next.
+        _settle(vehicle, counter)
+        raise
+
+
+def telemetry_poll_store(polled: PolledRead) -> PollResult:
+    """The database half of `telemetry_poll_vehicle`: store the reading, count the calls (or,
+    deferred, hand them back as `PollResult.state_write`), log the outcome."""
+    vehicle, counter = polled.vehicle, polled.counter
+    if polled.no_account and polled.result is not None:
+        return polled.result  # nothing spent, nothing to write
+    try:
+        result = polled.result or _store(polled)
     except BaseException:
         # Calls were spent even if storing failed: count them whatever happens next.
         _settle(vehicle, counter)
         raise
+    defer_state_write = counter.defer
     if defer_state_write:
         if counter.pending is None and counter.calls > 0:
             counter.pending = StateWrite(month=_this_month(), calls=counter.calls)
@@ -149,6 +188,15 @@ def telemetry_poll_vehicle(
         _error_label(result.error),
     )
     return result
+
+
+def _store(polled: PolledRead) -> PollResult:
+    assert polled.data is not None  # noqa: S101 - PolledRead carries data or a result
+    reading, stored = telemetry_store_reading(
+        vehicle=polled.vehicle, data=polled.data, source=polled.source, counter=polled.counter
+    )
+    outcome = Outcome.OK if stored else Outcome.UNCHANGED
+    return PollResult(outcome, reading, stored, polled.counter.calls)
 
 
 def telemetry_state_write(*, vehicle_pk: Any, write: StateWrite) -> None:
@@ -359,24 +407,23 @@ def _insert(reading: Reading) -> None:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _poll(
+def _read_and_classify(
     *, vehicle: Vehicle, account: SmartcarAccount, source: str, counter: _CallCounter
-) -> PollResult:
+) -> PolledRead:
+    def final(result: PollResult) -> PolledRead:
+        return PolledRead(vehicle, source, counter, result=result)
+
     try:
         data = _read(vehicle=vehicle, account=account, counter=counter)
     except ReconnectRequiredError as exc:
-        return _failure(Outcome.REAUTH, counter, exc)
+        return final(_failure(Outcome.REAUTH, counter, exc))
     except SmartcarError as exc:
-        return _from_error(exc, counter)
+        return final(_from_error(exc, counter))
     except TelemetryInputError as exc:
-        return _failure(Outcome.FAILED, counter, exc)
+        return final(_failure(Outcome.FAILED, counter, exc))
     if data.is_empty():
-        return _from_empty(data, counter)
-    reading, stored = telemetry_store_reading(
-        vehicle=vehicle, data=data, source=source, counter=counter
-    )
-    outcome = Outcome.OK if stored else Outcome.UNCHANGED
-    return PollResult(outcome, reading, stored, counter.calls)
+        return final(_from_empty(data, counter))
+    return PolledRead(vehicle, source, counter, data=data)
 
 
 def _error_label(error: Exception | None) -> str:

@@ -13,9 +13,14 @@ from django.utils import timezone
 from smartcar_client.errors import SmartcarBillingError, SmartcarConfigurationError
 from telemetry.management.commands.poll_telemetry import Command
 from telemetry.models import TelemetryState
-from telemetry.services import polling, readings
+from telemetry.services import polling
 from telemetry.services.readings import PollResult
-from telemetry.tests.test_polling import FakePoll, make_vehicles, ok_result
+from telemetry.tests.test_polling import (
+    FakePoll,
+    make_vehicles,
+    ok_result,
+    stand_in_for_the_real_poll,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +28,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def fake_poll(monkeypatch) -> FakePoll:
     poll = FakePoll()
-    monkeypatch.setattr(readings, "telemetry_poll_vehicle", poll)
+    stand_in_for_the_real_poll(monkeypatch.setattr, poll)
     return poll
 
 

@@ -24,7 +24,7 @@ from smartcar_client.errors import (
 )
 from smartcar_client.types import TokenSet
 from telemetry.models import AppThrottle, Reading, TelemetryState
-from telemetry.services import polling
+from telemetry.services import polling, readings
 from telemetry.services.readings import PollResult
 from vehicles.models import SmartcarAccount, Vehicle
 from vehicles.services import LinkedVehicleInfo, account_link
@@ -107,6 +107,17 @@ class FakePoll:
         with self.lock:
             self.polled.append(vehicle.pk)
         return self.answer(vehicle)
+
+
+def stand_in_for_the_real_poll(set_attr, poll) -> None:
+    """Make the poller's real poll (the Smartcar read on a worker, its writes on a writer thread)
+    answer with `poll`'s PollResult. `set_attr`: monkeypatch.setattr, or setattr in a child."""
+
+    def read(*, vehicle, source, defer_state_write):
+        return poll(vehicle=vehicle, source=source)
+
+    set_attr(readings, "telemetry_poll_read", read)
+    set_attr(readings, "telemetry_poll_store", lambda polled: polled)
 
 
 def no_refresh(*, account) -> bool:
@@ -847,6 +858,89 @@ def test_two_threaded_pollers_at_once_poll_each_vehicle_once(user, threads_share
     assert errors == []
     assert sorted(poll.polled) == sorted(v.pk for v in vehicles)
     assert sum(r.polled for r in results) == 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_reads_its_next_vehicle_while_a_writer_stores_the_last(
+    user, threads_share_the_database, monkeypatch
+):
+    vehicles = make_vehicles(user, 4)
+    reads, lock, all_read = [], threading.Lock(), threading.Event()
+    stores: list[tuple[str, bool]] = []
+
+    def read(*, vehicle, source, defer_state_write):
+        with lock:
+            reads.append(vehicle.pk)
+            if len(reads) == len(vehicles):
+                all_read.set()
+        return PollResult("unchanged", None, False, 1)
+
+    def store(polled):
+        # Held until every vehicle was read: two workers get through four vehicles only if
+        # neither waits for a write.
+        stores.append((threading.current_thread().name, all_read.wait(timeout=5)))
+        return polled
+
+    monkeypatch.setattr(readings, "telemetry_poll_read", read)
+    monkeypatch.setattr(readings, "telemetry_poll_store", store)
+
+    summary = polling.run_poll_cycle(workers=2, refresh_fn=no_refresh, rng=random.Random(0))
+
+    assert summary.polled == 4
+    assert len(stores) == 4
+    assert all(name.startswith("poller-writer-") and waited for name, waited in stores)
+    assert TelemetryState.objects.filter(last_outcome="unchanged", lease_until=None).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_crash_storing_one_vehicles_reading_is_that_vehicles_failure(
+    user, threads_share_the_database, monkeypatch, caplog
+):
+    broken, *others = make_vehicles(user, 3)
+
+    def read(*, vehicle, source, defer_state_write):
+        return vehicle.pk
+
+    def store(pk):
+        if pk == broken.pk:
+            raise RuntimeError("the database went away")
+        return PollResult("unchanged", None, False, 1)
+
+    monkeypatch.setattr(readings, "telemetry_poll_read", read)
+    monkeypatch.setattr(readings, "telemetry_poll_store", store)
+
+    with caplog.at_level(logging.ERROR, logger="telemetry.services.polling"):
+        summary = polling.run_poll_cycle(workers=2, refresh_fn=no_refresh, rng=random.Random(0))
+
+    assert (summary.polled, summary.failed) == (3, {"crash": 1})
+    assert f"polling vehicle {broken.pk} crashed" in caplog.text
+    row = state(broken)
+    assert (row.last_outcome, row.lease_until) == ("failed", None)
+    assert {state(v).last_outcome for v in others} == {"unchanged"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_real_polls_writers_open_one_connection_each_for_the_whole_cycle(
+    user, threads_share_the_database, monkeypatch
+):
+    make_vehicles(user, 40)
+    stand_in_for_the_real_poll(
+        monkeypatch.setattr, FakePoll(lambda v: PollResult("unchanged", None, False, 1))
+    )
+    opened = []
+
+    def count(sender, connection, **kwargs):
+        opened.append(threading.current_thread().name)
+
+    connection_created.connect(count)
+    try:
+        summary = polling.run_poll_cycle(workers=16, refresh_fn=no_refresh)
+    finally:
+        connection_created.disconnect(count)
+    assert summary.polled == 40
+    writers = [name for name in opened if name.startswith("poller-writer-")]
+    assert len(writers) == 2 == len(set(writers))  # 16 workers, one writer per 8
+    assert len(opened) == len(set(opened)) <= 16 + 2
 
 
 # --- end to end with the real poll function and `responses` -------------------------------------

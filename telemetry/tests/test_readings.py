@@ -22,6 +22,8 @@ from telemetry.models import Reading, TelemetryState
 from telemetry.services.readings import (
     PollResult,
     TelemetryUnavailableError,
+    telemetry_poll_read,
+    telemetry_poll_store,
     telemetry_poll_vehicle,
     telemetry_state_write,
     telemetry_store_reading,
@@ -730,6 +732,43 @@ def test_a_stored_poll_moves_the_pointer_and_counts_its_calls_in_one_update(
     # The caller's in-memory state is in step with the row: it needs no re-read.
     memory = loaded.telemetry_state
     assert (memory.latest_reading, memory.calls_this_month) == (result.reading, 14)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_poll_in_two_steps_reads_without_a_statement_and_stores_after(
+    v2, vehicle, smartcar_api, django_assert_num_queries
+):
+    # The poller reads on a worker thread and stores on a writer thread.
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    TelemetryState.objects.create(vehicle=vehicle)
+    loaded = carried(vehicle)
+
+    with django_assert_num_queries(0):
+        polled = telemetry_poll_read(vehicle=loaded, defer_state_write=True)
+    assert len(smartcar_api.calls) == 1
+    with django_assert_num_queries(1):  # the INSERT; the state write is handed back
+        result = telemetry_poll_store(polled)
+
+    assert (result.outcome, result.stored, result.calls) == ("ok", True, 4)
+    assert result.state_write is not None
+    assert (result.state_write.reading_pk, result.state_write.calls) == (result.reading.pk, 4)
+    assert Reading.objects.get() == result.reading
+
+
+def test_a_deferred_poll_whose_store_fails_still_counts_its_calls(
+    v2, vehicle, smartcar_api, monkeypatch
+):
+    smartcar_api.post(BATCH_URL, json=load("v2_batch_ok.json"))
+    polled = telemetry_poll_read(vehicle=vehicle, defer_state_write=True)
+
+    def broken_store(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("telemetry.services.readings.telemetry_store_reading", broken_store)
+    with pytest.raises(RuntimeError):
+        telemetry_poll_store(polled)
+
+    assert state_of(vehicle).calls_this_month == 4
 
 
 def test_an_older_polled_reading_counts_its_calls_but_leaves_the_pointer(v2, vehicle, smartcar_api):

@@ -67,7 +67,8 @@ class Command(BaseCommand):
             "--workers",
             type=_positive_int,
             default=polling.DEFAULT_WORKERS,
-            help=f"Parallel polls (default {polling.DEFAULT_WORKERS}).",
+            help=f"Parallel polls: Smartcar calls at once (default {polling.DEFAULT_WORKERS}); "
+            f"their writes go to one writer thread per {polling.WORKERS_PER_WRITER} workers.",
         )
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
