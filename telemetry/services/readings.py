@@ -1,8 +1,10 @@
 """Reading one vehicle from Smartcar, storing readings, and counting the calls we spend.
 
 Owns: `telemetry_poll_vehicle` (one read through the token service, v3 `/signals` or ONE v2
-`POST /batch`, classified into a `PollResult`), `telemetry_store_reading` (dedupe, forward-only
-latest pointer) and the per-vehicle monthly call counter on `TelemetryState`.
+`POST /batch`, classified into a `PollResult`; also as its two steps, `telemetry_poll_read` and
+`telemetry_poll_store`, for the poller, whose workers read and whose writer threads store),
+`telemetry_store_reading` (dedupe, forward-only latest pointer) and the per-vehicle monthly call
+counter on `TelemetryState`.
 
 Must never: raise for Smartcar trouble (every `SmartcarError` and `ReconnectRequiredError` becomes
 an outcome); touch the poller's fields (next_poll_at, lease_until, lease_owner, last_outcome…);
