@@ -939,7 +939,8 @@ def test_the_real_polls_writers_open_one_connection_each_for_the_whole_cycle(
         connection_created.disconnect(count)
     assert summary.polled == 40
     writers = [name for name in opened if name.startswith("poller-writer-")]
-    assert len(writers) == 2 == len(set(writers))  # 16 workers, one writer per 8
+    # 16 workers, one writer per 8 (a writer that never got a vehicle opens none).
+    assert 1 <= len(writers) == len(set(writers)) <= 2
     assert len(opened) == len(set(opened)) <= 16 + 2
 
 
