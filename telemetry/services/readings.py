@@ -174,8 +174,7 @@ def telemetry_poll_store(polled: PolledRead) -> PollResult:
         # Calls were spent even if storing failed: count them whatever happens next.
         _settle(vehicle, counter)
         raise
-    defer_state_write = counter.defer
-    if defer_state_write:
+    if counter.defer:
         if counter.pending is None and counter.calls > 0:
             counter.pending = StateWrite(month=_this_month(), calls=counter.calls)
             _remember_calls(cached_state(vehicle), counter.pending.month, counter.calls)
