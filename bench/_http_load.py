@@ -6,6 +6,11 @@ GIL passing between threads), which the server then does not get. Here every req
 as bytes before the clock starts, and the timed loop only connects, writes and reads, so the
 figures describe the server, not the client.
 
+The loop is uvloop's (requirements-dev.txt), and each exchange is a bare
+`asyncio.Protocol` with one timer, not a stream reader and writer under `wait_for`: the client's
+CPU per request is what the server does not get, so it is measured (`LoadResult.client_cpu_seconds`)
+and kept small (docs/performance.md: 0.5 ms a request with streams on the default loop).
+
 Each request opens its own connection and asks for `Connection: close`: gunicorn's sync
 workers close after every response anyway, and a fresh connection per request is what a client
 behind a proxy that does not pool would see. The latency of a request includes its connect.
@@ -18,6 +23,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import uvloop
 
 
 def build_request(
@@ -45,6 +52,8 @@ class LoadResult:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     error_statuses: list[int] = field(default_factory=list)
+    # The client's own CPU (its process, all of it) over the timed run.
+    client_cpu_seconds: float = 0.0
 
 
 def _status_of(response: bytes) -> int:
@@ -58,18 +67,44 @@ def _status_of(response: bytes) -> int:
         return 0
 
 
-async def _one(host: str, port: int, request: bytes, timeout: float) -> int:
-    writer = None
+class _Exchange(asyncio.Protocol):
+    """One request on its own connection: write it, keep the response's first bytes (the
+    status line is all we read), and resolve `done` with the status once the server closes.
+    A response cut short still counts by its status line; no response at all is 0."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[int]) -> None:
+        self.request = request
+        self.done = done
+        self.head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if len(self.head) < 32:
+            self.head += data[:32]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(_status_of(self.head))
+
+
+async def _one(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, request: bytes, timeout: float
+) -> int:
+    done: asyncio.Future[int] = loop.create_future()
+    transport: asyncio.BaseTransport | None = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        writer.write(request)
-        response = await asyncio.wait_for(reader.read(-1), timeout)  # until the server closes
-        return _status_of(response)
+        async with asyncio.timeout(timeout):
+            transport, _ = await loop.create_connection(
+                lambda: _Exchange(request, done), host, port
+            )
+            return await done
     except (TimeoutError, OSError):
         return 0
     finally:
-        if writer is not None:
-            writer.close()
+        if transport is not None:
+            transport.close()
 
 
 async def _run(
@@ -77,6 +112,7 @@ async def _run(
 ) -> LoadResult:
     parts = urlsplit(base)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors: list[int] = []
     next_index = iter(range(total))
@@ -84,15 +120,24 @@ async def _run(
     async def connection_loop() -> None:
         for n in next_index:  # one shared iterator: each request index is taken once
             started = time.perf_counter()
-            status = await _one(host, port, requests[n % len(requests)], timeout)
+            status = await _one(loop, host, port, requests[n % len(requests)], timeout)
             latencies.append(time.perf_counter() - started)
             if not 200 <= status < 300:
                 errors.append(status)
 
+    cpu_started = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(connection_loop() for _ in range(connections)))
     seconds = time.perf_counter() - started
-    return LoadResult(total, connections, seconds, sorted(latencies), errors)
+    cpu = time.process_time() - cpu_started
+    return LoadResult(
+        total,
+        connections,
+        seconds,
+        sorted(latencies),
+        errors,
+        client_cpu_seconds=cpu,
+    )
 
 
 def run_load(
@@ -104,7 +149,8 @@ def run_load(
     timeout: float = 30.0,
 ) -> LoadResult:
     """Send `total` requests (cycling through `requests`) over `connections` concurrent
-    connections; returns the sorted latencies and any non-2xx statuses (0 = no response)."""
+    connections; returns the sorted latencies, any non-2xx statuses (0 = no response, or none
+    within `timeout`) and the client's CPU time."""
     if not requests:
         raise ValueError("no requests to send")
-    return asyncio.run(_run(base, requests, total, connections, timeout))
+    return uvloop.run(_run(base, requests, total, connections, timeout))

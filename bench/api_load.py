@@ -1,5 +1,6 @@
 """API load: the app under gunicorn (sync workers) on a fresh SQLite or PostgreSQL database,
-driven by an asyncio client (bench/_http_load.py) at 4 and 16 connections for a fixed number of requests per endpoint.
+driven by an asyncio client on uvloop (bench/_http_load.py) at 4 and 16 connections for a
+fixed number of requests per endpoint.
 
 Data: U users, each with a Smartcar account, a vehicle and a latest reading; H of the vehicles
 also carry D days of 1-minute readings (history). Endpoints: `GET /api/v1/vehicles`,
@@ -9,8 +10,9 @@ also carry D days of 1-minute readings (history). Endpoints: `GET /api/v1/vehicl
 for and reports when every event has been processed; with `worker` it starts `--followers`
 `process_webhooks --follow` processes under `nice -n 10`, as the README advises), plus the ceiling
 (`/bench/ceiling`, bench/urls.py: a bare Django view that decodes the JWT and reads one row).
-Prints req/s, p50, p99, errors and each endpoint's ratio to the ceiling; writes
-bench/results/api_load-<db>.json. The client runs on the same machine and competes for CPU.
+Prints req/s, p50, p99, errors, each endpoint's ratio to the ceiling and the load client's own
+CPU per request; writes bench/results/api_load-<db>.json. The client runs on the same machine
+and competes for CPU: what it takes, the server does not get.
 
     .venv/bin/python bench/api_load.py                                    # quick
     .venv/bin/python bench/api_load.py --users 10000 --history-vehicles 3 --history-days 365 \\
@@ -233,6 +235,8 @@ def load(
         "p99Ms": round(_common.percentile(result.latencies, 99) * 1000, 1),
         "errors": len(result.error_statuses),
         "errorStatuses": sorted(set(result.error_statuses)),
+        # What the client took of the shared CPUs, per request: the server did not get it.
+        "clientCpuMsPerRequest": round(1000 * result.client_cpu_seconds / total, 3),
     }
 
 
@@ -444,7 +448,8 @@ def main() -> None:
         f"\napi_load on {db_version}, gunicorn {args.gunicorn_workers} sync workers, "
         f"{args.users} users, history {args.history_vehicles} x {args.history_days} days "
         f"({seeded['historyRows']} rows), {args.requests} requests per row; client on the "
-        "same CPU" + (f"; medians of {args.rounds} interleaved rounds" if args.rounds > 1 else "")
+        "same CPU (its CPU per request in the last column)"
+        + (f"; medians of {args.rounds} interleaved rounds" if args.rounds > 1 else "")
     )
     print(
         _common.table(
@@ -457,6 +462,7 @@ def main() -> None:
                 "worst p99 ms",
                 "errors",
                 "ratio to ceiling",
+                "client CPU ms",
             ],
             [
                 [
@@ -468,6 +474,7 @@ def main() -> None:
                     r["p99MaxMs"],
                     r["errors"],
                     r["ratioToCeiling"],
+                    r["clientCpuMsPerRequest"],
                 ]
                 for r in rows
             ],
