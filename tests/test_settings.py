@@ -101,7 +101,7 @@ def test_debug_run_needs_no_configuration(tmp_path):
     [
         ("postgres://u@db.example.com:5432/app", "true", True),
         ("postgres://u@db.example.com:5432/app", "false", False),
-        ("postgres://u@db.example.com:5432/app", None, False),
+        ("postgres://u@db.example.com:5432/app", None, True),  # on unless turned off
         ("sqlite:///{tmp}/db.sqlite3", "true", False),  # a PostgreSQL setting only
     ],
 )
