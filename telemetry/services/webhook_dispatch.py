@@ -5,7 +5,9 @@ persist the event, answer fast and process asynchronously (API-FACTS §7b). The 
 the event first (`webhook_receive`), then hands it here. `SMARTCAR_WEBHOOK_PROCESSING`:
 
 - `"background"` (the default): the answer goes out as soon as the event is committed; one
-  daemon thread per process (`BackgroundProcessor`) processes the events it is handed, in order.
+  daemon thread per process (`BackgroundProcessor`) processes the events it is handed, in order:
+  one at a time while they come one at a time, and what has queued up meanwhile as one batch
+  (`webhook_events_process_batch`, a few statements whatever its size, as a follower's).
   The queue is bounded (`SMARTCAR_WEBHOOK_QUEUE_SIZE`): an event that finds it full, or whose
   process stops before its turn, stays `received`, which is what `process_webhooks
   --retry-failed` picks up after `--stale-seconds` (the cron job the README lists). At a normal
@@ -38,7 +40,7 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from telemetry.models import WebhookEvent
-from telemetry.services.webhooks import webhook_event_process
+from telemetry.services.webhooks import webhook_event_process, webhook_events_process_batch
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ WORKER = "worker"
 # An idle thread gives its database connection back after this long, rather than hold one per
 # process between bursts of deliveries.
 IDLE_CLOSE_SECONDS = 10.0
+# At most this many queued events processed together: a batch costs the same few statements
+# whatever its size (as a follower's, telemetry.services.webhook_worker.DEFAULT_BATCH), and
+# holds the GIL for about a millisecond an event at most between the answers' turns.
+BATCH_MAX = 200
 
 
 def webhook_event_dispatch(*, event: WebhookEvent) -> None:
@@ -144,28 +150,53 @@ class BackgroundProcessor:
         between_bursts = True
         while True:
             try:
-                event = self._queue.get(timeout=IDLE_CLOSE_SECONDS)
+                first = self._queue.get(timeout=IDLE_CLOSE_SECONDS)
             except queue.Empty:
                 connections.close_all()  # this thread's connections only
-                event = self._queue.get()
+                first = self._queue.get()
+            events, stop = self._take_queued(first)
             try:
-                if event is None:
+                if events:
+                    self._process(events, between_bursts=between_bursts)
+                    between_bursts = self._queue.empty()
+                if stop:
                     connections.close_all()
                     return
-                self._process(event, between_bursts=between_bursts)
-                between_bursts = self._queue.empty()
             finally:
-                self._queue.task_done()
+                for _ in range(len(events) + stop):
+                    self._queue.task_done()
+
+    def _take_queued(self, first: WebhookEvent | None) -> tuple[list[WebhookEvent], bool]:
+        """`first` and what is queued behind it, up to BATCH_MAX events, without waiting; and
+        whether a stop request came (after them: nothing queued behind it is taken)."""
+        events: list[WebhookEvent] = []
+        item = first
+        while item is not None:
+            events.append(item)
+            if len(events) == BATCH_MAX:
+                return events, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return events, False
+        return events, True
 
     @staticmethod
-    def _process(event: WebhookEvent, *, between_bursts: bool) -> None:
+    def _process(events: list[WebhookEvent], *, between_bursts: bool) -> None:
         try:
             _check_connections(between_bursts=between_bursts)
-            webhook_event_process(event=event)
+            if len(events) == 1:
+                webhook_event_process(event=events[0])
+            else:
+                webhook_events_process_batch(events)
         except Exception:
-            # webhook_event_process records its own failures; this is a bug or a database
-            # down. The event stays as it was (received): --retry-failed takes it later.
-            logger.exception("webhook event %s: background processing failed", event.pk)
+            # Processing records its own failures; this is a bug or a database down. The
+            # events stay as they were (received): --retry-failed takes them later.
+            logger.exception(
+                "webhook events %s (%d): background processing failed",
+                events[0].pk if len(events) == 1 else f"{events[0].pk}..{events[-1].pk}",
+                len(events),
+            )
 
 
 def _check_connections(*, between_bursts: bool) -> None:

@@ -247,3 +247,120 @@ def test_connections_are_checked_per_burst_and_after_errors(
     webhook_dispatch._check_connections(between_bursts=between_bursts)
 
     assert connection.checked == checked
+
+
+@pytest.fixture
+def batches(monkeypatch):
+    """The batches the background thread hands to `webhook_events_process_batch`, as lists of
+    event ids (the real function still does the work)."""
+    seen: list[list[str]] = []
+    real = webhook_dispatch.webhook_events_process_batch
+
+    def spy(events):
+        seen.append([event.event_id for event in events])
+        return real(events)
+
+    monkeypatch.setattr(webhook_dispatch, "webhook_events_process_batch", spy)
+    return seen
+
+
+def burst(n: int) -> list[dict]:
+    return [state_event(soc=50 + i, oem_ms=1_740_000_000_000 + 60_000 * (i + 1)) for i in range(n)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_queued_during_processing_are_processed_as_one_batch(
+    client, user, background, gate, batches
+):
+    link(user)
+    started, opened = gate
+    held, queued = state_event(soc=40, oem_ms=1_740_000_000_000), burst(5)
+
+    send(client, held)
+    assert started.wait(WAIT)  # the thread holds `held`; the others queue up behind it
+    for event in queued:
+        assert send(client, event).json() == {"status": "accepted"}
+    opened.set()
+    assert background.wait_idle(WAIT)
+
+    assert batches == [[event["eventId"] for event in queued]]  # in order, in one batch
+    assert {status_of(e["eventId"]) for e in [held, *queued]} == {"processed"}
+    assert list(Reading.objects.order_by("recorded_at").values_list("soc_pct", flat=True)) == [
+        40.0,
+        50.0,
+        51.0,
+        52.0,
+        53.0,
+        54.0,
+    ]
+    state = Reading.objects.get(soc_pct=54.0).vehicle.telemetry_state
+    assert state.latest_reading.soc_pct == 54.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_at_most_batch_max_events(client, user, background, gate, batches, monkeypatch):
+    link(user)
+    monkeypatch.setattr(webhook_dispatch, "BATCH_MAX", 2)
+    started, opened = gate
+    held, queued = state_event(soc=40, oem_ms=1_740_000_000_000), burst(5)
+
+    send(client, held)
+    assert started.wait(WAIT)
+    for event in queued:
+        send(client, event)
+    opened.set()
+    assert background.wait_idle(WAIT)
+
+    ids = [event["eventId"] for event in queued]
+    assert batches == [ids[0:2], ids[2:4]]  # the fifth came alone: processed on its own
+    assert {status_of(e["eventId"]) for e in [held, *queued]} == {"processed"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_queued_behind_a_burst_ends_the_thread_after_it(client, user, background, gate):
+    link(user)
+    started, opened = gate
+    held, queued = state_event(soc=40), burst(3)
+    send(client, held)
+    assert started.wait(WAIT)
+    for event in queued:
+        send(client, event)
+
+    threading.Timer(0.1, opened.set).start()
+    assert background.stop(WAIT) == 0  # queued behind the burst
+
+    assert not background._thread.is_alive()
+    assert {status_of(e["eventId"]) for e in [held, *queued]} == {"processed"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_crash_in_a_batch_keeps_the_thread_and_its_events(
+    client, user, background, gate, monkeypatch, caplog
+):
+    link(user)
+    started, opened = gate
+    held, queued, later = (
+        state_event(soc=40),
+        burst(2),
+        state_event(soc=90, oem_ms=1_740_009_000_000),
+    )
+
+    def crash(events):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webhook_dispatch, "webhook_events_process_batch", crash)
+    send(client, held)
+    assert started.wait(WAIT)
+    for event in queued:
+        send(client, event)
+    with caplog.at_level(logging.ERROR, logger=webhook_dispatch.__name__):
+        opened.set()
+        assert background.wait_idle(WAIT)
+    thread = background._thread
+    send(client, later)
+    assert background.wait_idle(WAIT)
+
+    assert background._thread is thread
+    assert [status_of(e["eventId"]) for e in queued] == ["received", "received"]  # for the sweep
+    assert status_of(later["eventId"]) == "processed"
+    assert "(2): background processing failed" in caplog.text
