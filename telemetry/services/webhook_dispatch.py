@@ -50,8 +50,8 @@ WORKER = "worker"
 # process between bursts of deliveries.
 IDLE_CLOSE_SECONDS = 10.0
 # At most this many queued events processed together: a batch costs the same few statements
-# whatever its size (as a follower's, telemetry.services.webhook_worker.DEFAULT_BATCH), and
-# holds the GIL for about a millisecond an event at most between the answers' turns.
+# whatever its size (as a follower's, telemetry.services.webhook_worker.DEFAULT_BATCH); the cap
+# bounds one batch's statements (the vehicles' IN list, the readings' INSERT) and its time.
 BATCH_MAX = 200
 
 
@@ -192,11 +192,9 @@ class BackgroundProcessor:
         except Exception:
             # Processing records its own failures; this is a bug or a database down. The
             # events stay as they were (received): --retry-failed takes them later.
-            logger.exception(
-                "webhook events %s (%d): background processing failed",
-                events[0].pk if len(events) == 1 else f"{events[0].pk}..{events[-1].pk}",
-                len(events),
-            )
+            first, last = events[0].pk, events[-1].pk
+            which = f"event {first}" if len(events) == 1 else f"events {first}..{last}"
+            logger.exception("webhook %s (%d): background processing failed", which, len(events))
 
 
 def _check_connections(*, between_bursts: bool) -> None:
