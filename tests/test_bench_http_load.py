@@ -141,7 +141,8 @@ def test_a_server_that_never_answers_times_out_as_status_0():
         )
 
     assert result.error_statuses == [0, 0]
-    assert all(0.3 <= latency < 3 for latency in result.latencies)
+    # Not before the timeout (uvloop's timers are in whole milliseconds: 0.2997 s is on time).
+    assert all(0.29 <= latency < 3 for latency in result.latencies)
 
 
 def test_no_requests_is_refused():
