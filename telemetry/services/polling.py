@@ -756,8 +756,7 @@ def _finish(cycle: _Cycle, item: _Polled) -> _Done:
             result = readings.telemetry_poll_store(item.polled)
         except Exception as exc:  # as a crashing poll: this vehicle's failure; calls are counted
             logger.exception("poller: polling vehicle %s crashed", pk)
-            crashed = PollResult(Outcome.FAILED, None, False, 0, error=exc)
-            return _record(cycle, pk, state, crashed, crashed=True)
+            return _record_crash(cycle, pk, state, exc)
         return _record(cycle, pk, state, result)
     except Exception:  # a bug in recording must not stop the cycle; the lease expires
         logger.exception("poller: vehicle %s could not be processed", pk)
@@ -807,10 +806,16 @@ def _poll_one(cycle: _Cycle, state: TelemetryState) -> _Done | _Polled:
         result = cycle.poll_fn(vehicle=state.vehicle, source=Reading.Source.POLL)
     except Exception as exc:  # a crashing poll is this vehicle's failure, not the cycle's
         logger.exception("poller: polling vehicle %s crashed", pk)
-        return _record(
-            cycle, pk, state, PollResult(Outcome.FAILED, None, False, 0, error=exc), crashed=True
-        )
+        return _record_crash(cycle, pk, state, exc)
     return _record(cycle, pk, state, result)
+
+
+def _record_crash(cycle: _Cycle, pk: Any, state: TelemetryState, exc: Exception) -> _Done:
+    """A poll that raised (its read on a worker, or its store on a writer): the vehicle's
+    failure, recorded as "crash"."""
+    return _record(
+        cycle, pk, state, PollResult(Outcome.FAILED, None, False, 0, error=exc), crashed=True
+    )
 
 
 def _budget_spent(cycle: _Cycle, state: TelemetryState, now: datetime) -> bool:
